@@ -1,0 +1,58 @@
+"""Paths of one converted dataset (DESIGN.md section 4), in one place.
+
+```
+<out>/<dataset>/
+  manifest.json
+  README.md                      Hugging Face dataset card
+  data/<split>/<unit>.parquet    one file per work unit
+  depth/<unit>.zarr              Zarr v3 group, one array per view
+  quarantine.jsonl
+```
+Files being written carry a leading dot and a ``.partial`` suffix, so globs such as
+``data/*/*.parquet`` (used by ``datasets``) never see them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+MANIFEST_NAME = "manifest.json"
+CARD_NAME = "README.md"
+QUARANTINE_NAME = "quarantine.jsonl"
+DATA_DIR = "data"
+DEPTH_DIR = "depth"
+SPLITS = ("train", "val", "test")
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_name(value: str, what: str) -> str:
+    """Refuse names that could escape the output folder (path separators, ``..``, empty)."""
+    if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value) or ".." in value:
+        raise ValueError(
+            f"{what} {value!r} is not a safe name: use letters, digits, '_', '-', '.' "
+            f"(no path separators, no '..', not starting with '.')"
+        )
+    return value
+
+
+def dataset_dir(out: str | Path, dataset: str) -> Path:
+    return Path(out) / check_name(dataset, "dataset name")
+
+
+def shard_relpath(split: str, unit: str) -> str:
+    """``data/<split>/<unit>.parquet``, relative to the dataset folder."""
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r} must be one of {SPLITS}")
+    return f"{DATA_DIR}/{split}/{check_name(unit, 'work unit')}.parquet"
+
+
+def depth_relpath(unit: str) -> str:
+    """``depth/<unit>.zarr``, relative to the dataset folder."""
+    return f"{DEPTH_DIR}/{check_name(unit, 'work unit')}.zarr"
+
+
+def partial_path(final: Path) -> Path:
+    """Hidden temporary sibling of ``final`` used until the write is complete."""
+    return final.with_name(f".{final.name}.partial")

@@ -1,0 +1,296 @@
+"""Record schema v1 (DESIGN.md section 3): one row per (frame, camera view), self-contained.
+
+All poses in ``objects``, ``ego`` and ``waypoints`` are in the OpenCV camera frame of the row's
+view (metres, quaternions ``[w, x, y, z]`` with ``w >= 0``); ``center_uv`` is the projection of
+``t`` through the row's ``K`` in pixels of the stored image, and is null when ``t`` is behind the
+camera (``z <= 0``). ``T_ref_cam`` is the camera pose in ``ref_frame`` (row-major 4x4).
+
+:func:`find_problems` checks a table against the contract (types, unit quaternions, finite poses,
+valid intrinsics, ``center_uv`` consistent with ``t`` and ``K`` to 1 px) without Python loops over
+rows; :func:`validate` raises :class:`RecordValidationError` listing them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.geometry import project_points
+
+SCHEMA_VERSION = "1.0"
+KINDS = ("objects", "hands", "robot")
+EGO_NAMES = ("left_arm", "right_arm", "arm", "left_hand", "right_hand")
+CENTER_UV_TOLERANCE_PX = 1.0
+QUAT_NORM_TOLERANCE = 1e-4
+
+
+def _vec(dtype: pa.DataType, n: int) -> pa.DataType:
+    return pa.list_(dtype, n)
+
+
+IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+DEPTH_TYPE = pa.struct([("store", pa.string()), ("index", pa.int64()), ("scale", pa.float32())])
+
+OBJECT_TYPE = pa.struct([
+    ("category", pa.string()),
+    ("instance_id", pa.string()),
+    ("bbox_xyxy", _vec(pa.float32(), 4)),     # pixels, clipped to the image
+    ("center_uv", _vec(pa.float32(), 2)),     # pixels; null when behind the camera
+    ("t", _vec(pa.float64(), 3)),             # metres, camera frame
+    ("q", _vec(pa.float64(), 4)),             # [w, x, y, z], w >= 0
+    ("size", _vec(pa.float32(), 3)),          # metres, w/h/l along the object's x/y/z
+    ("visibility", pa.float32()),             # [0, 1], -1 unknown
+    ("truncation", pa.float32()),             # [0, 1], -1 unknown
+    ("symmetry", pa.string()),                # e.g. BOP symmetries as JSON; null if none
+])
+
+EGO_TYPE = pa.struct([
+    ("name", pa.string()),                    # one of EGO_NAMES
+    ("t", _vec(pa.float64(), 3)),
+    ("q", _vec(pa.float64(), 4)),
+    ("gripper", pa.float32()),                # 0 open .. 1 closed; null for hands
+    ("center_uv", _vec(pa.float32(), 2)),
+    ("in_view", pa.bool_()),                  # centre projects inside the image, in front
+    ("keypoints", pa.list_(_vec(pa.float32(), 3))),  # e.g. 21 hand joints [m]; empty for arms
+])
+
+WAYPOINT_TYPE = pa.struct([
+    ("name", pa.string()),
+    ("offset_steps", pa.int32()),             # steps after this row's frame
+    ("offset_s", pa.float32()),               # seconds after this row's frame
+    ("t", _vec(pa.float64(), 3)),             # in THIS row's camera frame
+    ("q", _vec(pa.float64(), 4)),
+    ("gripper", pa.float32()),
+    ("center_uv", _vec(pa.float32(), 2)),
+    ("in_view", pa.bool_()),
+])
+
+RECORD_SCHEMA = pa.schema([
+    pa.field("sample_id", pa.string(), nullable=False),
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("episode_id", pa.string(), nullable=False),
+    pa.field("frame_index", pa.int32(), nullable=False),
+    pa.field("timestamp_s", pa.float64()),
+    pa.field("view", pa.string(), nullable=False),
+    pa.field("image", IMAGE_TYPE),
+    pa.field("height", pa.int32(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("K", _vec(pa.float64(), 9), nullable=False),
+    pa.field("T_ref_cam", _vec(pa.float64(), 16)),
+    pa.field("ref_frame", pa.string()),
+    pa.field("depth", DEPTH_TYPE),
+    pa.field("instruction", pa.list_(pa.string())),
+    pa.field("objects", pa.list_(OBJECT_TYPE)),
+    pa.field("ego", pa.list_(EGO_TYPE)),
+    pa.field("waypoints", pa.list_(WAYPOINT_TYPE)),
+    pa.field("state", pa.list_(pa.float32())),
+    pa.field("action", pa.list_(pa.float32())),
+    pa.field("embodiment", pa.string()),
+    pa.field("tokens", pa.list_(pa.int32())),
+], metadata={b"posetok.schema_version": SCHEMA_VERSION.encode()})
+
+POSE_LIST_COLUMNS = ("objects", "ego", "waypoints")
+
+
+def sample_id(dataset: str, episode_id: str, frame_index: int, view: str) -> str:
+    """``{dataset}/{episode_id}/{frame_index}/{view}``: unique across every converted dataset."""
+    return f"{dataset}/{episode_id}/{frame_index}/{view}"
+
+
+@functools.lru_cache(maxsize=1)
+def hf_schema() -> pa.Schema:
+    """:data:`RECORD_SCHEMA` with the Hugging Face ``datasets`` features embedded as metadata.
+
+    ``datasets`` reads the ``huggingface`` schema metadata, so ``image`` loads as an ``Image``
+    feature. The features JSON is produced by the installed ``datasets`` itself so that its
+    spelling always matches the reader's version. Imported lazily: readers need not install it.
+    """
+    import datasets
+
+    features = datasets.Features.from_arrow_schema(RECORD_SCHEMA)
+    features["image"] = datasets.Image()
+    metadata = dict(RECORD_SCHEMA.metadata)
+    metadata[b"huggingface"] = json.dumps({"info": {"features": features.to_dict()}}).encode()
+    return RECORD_SCHEMA.with_metadata(metadata)
+
+
+# ------------------------------------------------------------------------------------ validation
+@dataclass(frozen=True)
+class Problem:
+    """One violation of the contract: which row, which column (dotted path), what is wrong."""
+
+    row: int
+    sample_id: str
+    column: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"row {self.row} ({self.sample_id})" if self.row >= 0 else "table"
+        return f"{where}, column {self.column}: {self.message}"
+
+
+class RecordValidationError(ValueError):
+    """Raised by :func:`validate`; ``problems`` holds every :class:`Problem` found."""
+
+    def __init__(self, problems: list[Problem], source: str = "table"):
+        self.problems = problems
+        shown = "\n  ".join(str(p) for p in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        super().__init__(f"{source}: {len(problems)} schema v{SCHEMA_VERSION} violation(s):\n  {shown}{more}")
+
+
+def _fixed_matrix(arr: pa.Array, width: int) -> np.ndarray:
+    """``(len(arr), width)`` float64 view of a fixed_size_list array; null entries become NaN."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    values = arr.values.slice(arr.offset * width, len(arr) * width)
+    out = values.to_numpy(zero_copy_only=False).astype(np.float64).reshape(len(arr), width)
+    if arr.null_count:
+        out[~arr.is_valid().to_numpy(zero_copy_only=False)] = np.nan
+    return out
+
+
+def _check_types(table: pa.Table) -> list[Problem]:
+    problems = []
+    for field in RECORD_SCHEMA:
+        if field.name not in table.schema.names:
+            problems.append(Problem(-1, "", field.name, "column is missing"))
+            continue
+        got = table.schema.field(field.name).type
+        if got != field.type:
+            problems.append(Problem(-1, "", field.name, f"type {got}, expected {field.type}"))
+    for name in table.schema.names:
+        if name not in RECORD_SCHEMA.names:
+            problems.append(Problem(-1, "", name, "column is not in schema v1"))
+    return problems
+
+
+def _row_problems(rows: np.ndarray, ids: list[str], column: str, message: str) -> list[Problem]:
+    return [Problem(int(r), ids[int(r)], column, message) for r in np.unique(rows)]
+
+
+def _check_intrinsics(K: np.ndarray, ids: list[str]) -> list[Problem]:
+    K = K.reshape(-1, 3, 3)
+    problems = []
+    bad = ~np.all(np.isfinite(K), axis=(1, 2))
+    problems += _row_problems(np.flatnonzero(bad), ids, "K", "non-finite value")
+    lower = np.stack([K[:, 1, 0], K[:, 2, 0], K[:, 2, 1]], axis=1)
+    bad = ~np.all(lower == 0, axis=1) | (K[:, 2, 2] != 1)
+    problems += _row_problems(np.flatnonzero(bad), ids, "K",
+                              "not upper-triangular with K[2,2] = 1 (expected [[fx,s,cx],[0,fy,cy],[0,0,1]])")
+    bad = ~((K[:, 0, 0] > 0) & (K[:, 1, 1] > 0))
+    problems += _row_problems(np.flatnonzero(bad), ids, "K", "focal lengths fx, fy must be > 0")
+    return problems
+
+
+def _check_pose_list(table: pa.Table, column: str, K: np.ndarray, ids: list[str]) -> list[Problem]:
+    lists = table.column(column).combine_chunks()
+    items = pc.list_flatten(lists)
+    if len(items) == 0:
+        return []
+    parents = pc.list_parent_indices(lists).to_numpy()
+    t = _fixed_matrix(items.field("t"), 3)
+    q = _fixed_matrix(items.field("q"), 4)
+    uv = _fixed_matrix(items.field("center_uv"), 2)
+    problems = []
+    finite = np.all(np.isfinite(t), axis=1) & np.all(np.isfinite(q), axis=1)
+    problems += _row_problems(parents[~finite], ids, f"{column}.t/q", "non-finite or null pose")
+    norm = np.linalg.norm(q, axis=1)
+    bad_q = finite & (np.abs(norm - 1.0) > QUAT_NORM_TOLERANCE)
+    problems += _row_problems(parents[bad_q], ids, f"{column}.q", "quaternion is not unit length")
+    bad_sign = finite & (q[:, 0] < 0)
+    problems += _row_problems(parents[bad_sign], ids, f"{column}.q", "quaternion not canonical (w must be >= 0)")
+
+    in_front = finite & (t[:, 2] > 0)
+    has_uv = np.all(np.isfinite(uv), axis=1)
+    problems += _row_problems(parents[in_front & ~has_uv], ids, f"{column}.center_uv",
+                              "missing for a point in front of the camera")
+    problems += _row_problems(parents[finite & ~in_front & has_uv], ids, f"{column}.center_uv",
+                              "must be null for a point behind the camera (z <= 0)")
+    check = in_front & has_uv
+    if np.any(check):
+        expected = project_points(t[check], K.reshape(-1, 3, 3)[parents[check]])
+        err = np.linalg.norm(expected - uv[check], axis=1)
+        far = err > CENTER_UV_TOLERANCE_PX
+        problems += _row_problems(parents[check][far], ids, f"{column}.center_uv",
+                                  f"differs from projecting t through K by more than {CENTER_UV_TOLERANCE_PX} px")
+    return problems
+
+
+def find_problems(table: pa.Table) -> list[Problem]:
+    """Every contract violation in ``table`` (empty list when it is valid)."""
+    problems = _check_types(table)
+    if problems:
+        return problems  # value checks assume the declared types
+    ids = table.column("sample_id").to_pylist()
+    K = _fixed_matrix(table.column("K"), 9)
+    problems += _check_intrinsics(K, ids)
+    kinds = table.column("kind").to_numpy(zero_copy_only=False)
+    problems += _row_problems(np.flatnonzero(~np.isin(kinds, KINDS)), ids, "kind", f"must be one of {KINDS}")
+    T = _fixed_matrix(table.column("T_ref_cam"), 16)
+    present = table.column("T_ref_cam").is_valid().to_numpy(zero_copy_only=False)
+    problems += _row_problems(np.flatnonzero(present & ~np.all(np.isfinite(T), axis=1)), ids,
+                              "T_ref_cam", "non-finite value")
+    for column in POSE_LIST_COLUMNS:
+        problems += _check_pose_list(table, column, K, ids)
+    return sorted(problems, key=lambda p: (p.row, p.column))
+
+
+def validate(table: pa.Table, source: str = "table") -> None:
+    """Raise :class:`RecordValidationError` if ``table`` violates record schema v1."""
+    problems = find_problems(table)
+    if problems:
+        raise RecordValidationError(problems, source)
+
+
+# --------------------------------------------------------------------------------- item builders
+def anchor(t: np.ndarray, K: np.ndarray, width: int, height: int) -> tuple[list[float] | None, bool]:
+    """``(center_uv, in_view)`` of a camera-frame point ``t`` [m]: ``center_uv`` is None behind the
+    camera; ``in_view`` is True when it projects inside ``[0, width) x [0, height)``."""
+    t = np.asarray(t, dtype=np.float64)
+    if not t[2] > 0:
+        return None, False
+    u, v = project_points(t, np.asarray(K, dtype=np.float64).reshape(3, 3))
+    return [float(u), float(v)], bool(0 <= u < width and 0 <= v < height)
+
+
+def object_item(category: str, instance_id: str, t, q, size, K, width: int, height: int,
+                bbox_xyxy=None, visibility: float = -1.0, truncation: float = -1.0,
+                symmetry: str | None = None) -> dict:
+    """An ``objects`` entry; ``q`` must already be canonical ``[w, x, y, z]``."""
+    uv, _ = anchor(t, K, width, height)
+    return {"category": category, "instance_id": instance_id,
+            "bbox_xyxy": None if bbox_xyxy is None else [float(b) for b in bbox_xyxy],
+            "center_uv": uv, "t": [float(x) for x in t], "q": [float(x) for x in q],
+            "size": [float(s) for s in size], "visibility": float(visibility),
+            "truncation": float(truncation), "symmetry": symmetry}
+
+
+def ego_item(name: str, t, q, K, width: int, height: int, gripper: float | None = None,
+             keypoints=()) -> dict:
+    """An ``ego`` entry (end-effector or hand now, camera frame of the row's view)."""
+    uv, in_view = anchor(t, K, width, height)
+    return {"name": name, "t": [float(x) for x in t], "q": [float(x) for x in q],
+            "gripper": None if gripper is None else float(gripper), "center_uv": uv,
+            "in_view": in_view, "keypoints": [[float(c) for c in k] for k in keypoints]}
+
+
+def waypoint_item(name: str, offset_steps: int, offset_s: float, t, q, K, width: int, height: int,
+                  gripper: float | None = None) -> dict:
+    """A ``waypoints`` entry: a future ego pose expressed in THIS row's camera frame."""
+    uv, in_view = anchor(t, K, width, height)
+    return {"name": name, "offset_steps": int(offset_steps), "offset_s": float(offset_s),
+            "t": [float(x) for x in t], "q": [float(x) for x in q],
+            "gripper": None if gripper is None else float(gripper), "center_uv": uv, "in_view": in_view}
+
+
+def to_table(rows: list[dict]) -> pa.Table:
+    """Rows (dicts with every schema column) -> a table with :data:`RECORD_SCHEMA`."""
+    return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
