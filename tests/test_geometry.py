@@ -102,7 +102,8 @@ def test_pose6_matches_droid_recipe(rng):
 
 
 def random_intrinsics(rng) -> np.ndarray:
-    return g.intrinsics_matrix(rng.uniform(200, 900), rng.uniform(200, 900), rng.uniform(100, 600), rng.uniform(80, 400))
+    fx, fy = rng.uniform(200, 900, 2)
+    return g.intrinsics_matrix(fx, fy, rng.uniform(100, 600), rng.uniform(80, 400))
 
 
 def test_projection_matches_cv2_projectpoints(rng):
