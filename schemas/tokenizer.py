@@ -250,20 +250,37 @@ class Pose:
     gripper: float | None = None
 
 
+def encode_poses(book: Codebook, uv: np.ndarray, t: np.ndarray, q: np.ndarray, width, height,
+                 size: np.ndarray | None = None, gripper: np.ndarray | None = None,
+                 counter: ClipCounter | None = None) -> np.ndarray:
+    """Token ids ``(N, L)`` of N poses of one kind, vectorised.
+
+    ``uv (N, 2)`` px, ``t (N, 3)`` m, ``q (N, 4)`` wxyz, ``width``/``height`` scalars or ``(N,)``;
+    ``size (N, 3)`` for objects; ``gripper (N,)`` for arms. ``L`` = 8, +3 with size, +1 with gripper.
+    """
+    uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
+    t = np.asarray(t, dtype=np.float64).reshape(-1, 3)
+    wh = np.stack(np.broadcast_arrays(np.asarray(width, dtype=np.float64), np.asarray(height, dtype=np.float64)), -1)
+    blocks = [
+        book.encode("loc", uv / wh.reshape(-1, 2), counter),
+        book.encode("txy", t[:, :2], counter),
+        book.encode("tz", t[:, 2:3], counter),
+    ]
+    if size is not None:
+        blocks.append(book.encode("size", np.asarray(size, dtype=np.float64).reshape(-1, 3), counter))
+    blocks.append(book.encode("rot", quat_to_euler_xyz(np.asarray(q, dtype=np.float64).reshape(-1, 4)), counter))
+    if gripper is not None:
+        blocks.append(book.encode("grip", np.asarray(gripper, dtype=np.float64).reshape(-1, 1), counter))
+    return np.concatenate(blocks, axis=1)
+
+
 def encode_pose(book: Codebook, pose: Pose, width: int, height: int,
                 counter: ClipCounter | None = None) -> list[int]:
     """Token ids of one pose for an image of ``width x height`` pixels."""
-    ids = [
-        book.encode("loc", np.array([pose.uv[0] / width, pose.uv[1] / height]), counter),
-        book.encode("txy", np.asarray(pose.t[:2]), counter),
-        book.encode("tz", np.asarray(pose.t[2:3]), counter),
-    ]
-    if pose.size is not None:
-        ids.append(book.encode("size", np.asarray(pose.size), counter))
-    ids.append(book.encode("rot", quat_to_euler_xyz(np.asarray(pose.q)), counter))
-    if pose.gripper is not None:
-        ids.append(book.encode("grip", np.array([pose.gripper]), counter))
-    return [int(i) for i in np.concatenate(ids)]
+    ids = encode_poses(book, np.array(pose.uv), np.array(pose.t), np.array(pose.q), width, height,
+                       size=None if pose.size is None else np.array(pose.size),
+                       gripper=None if pose.gripper is None else np.array([pose.gripper]), counter=counter)
+    return ids[0].tolist()
 
 
 def decode_pose(book: Codebook, ids: Sequence[int], width: int, height: int, label: str = "") -> Pose:
@@ -292,16 +309,22 @@ def decode_pose(book: Codebook, ids: Sequence[int], width: int, height: int, lab
     )
 
 
-def encode_view(book: Codebook, poses: Iterable[Pose], width: int, height: int,
-                counter: ClipCounter | None = None) -> list[int]:
-    """The token sequence of one camera view: ``bos view_start (pose sep)* view_end eos``."""
+def view_sequence(book: Codebook, pose_tokens: Iterable[Sequence[int]]) -> list[int]:
+    """``bos view_start (pose sep)* view_end eos`` around already-encoded poses."""
+    sep = book.special_id("sep")
     body: list[int] = []
-    for pose in poses:
-        body += encode_pose(book, pose, width, height, counter) + [book.special_id("sep")]
+    for ids in pose_tokens:
+        body += [*ids, sep]
     if not body:
         body = [book.special_id("no_object")]
     return [book.special_id("bos"), book.special_id("view_start"), *body,
             book.special_id("view_end"), book.special_id("eos")]
+
+
+def encode_view(book: Codebook, poses: Iterable[Pose], width: int, height: int,
+                counter: ClipCounter | None = None) -> list[int]:
+    """The token sequence of one camera view: ``bos view_start (pose sep)* view_end eos``."""
+    return view_sequence(book, (encode_pose(book, p, width, height, counter) for p in poses))
 
 
 def decode_view(book: Codebook, ids: Sequence[int], width: int, height: int) -> list[Pose]:

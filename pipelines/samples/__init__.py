@@ -1,0 +1,28 @@
+"""Writers that put the synthetic world on disk in each source's real layout (one per format).
+
+``SAMPLES[dataset]`` writes the bundled sample that ``make convert DATASET=<dataset>`` converts
+when no source is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pipelines.samples.droid import write_droid_sample
+
+SAMPLES: dict[str, Callable[..., object]] = {
+    "droid": write_droid_sample,
+}
+COMPLETE_MARKER = ".posetok-sample-complete"
+
+
+def ensure_sample(dataset: str, folder: Path, seed: int = 0, **kwargs) -> Path:
+    """Write the sample of ``dataset`` into ``folder`` unless a complete one is already there."""
+    if dataset not in SAMPLES:
+        raise KeyError(f"no bundled sample for {dataset!r}; samples exist for: {', '.join(sorted(SAMPLES))}")
+    marker = folder / COMPLETE_MARKER
+    if not marker.is_file():
+        SAMPLES[dataset](folder, seed=seed, **kwargs)
+        marker.write_text(f"seed={seed} {kwargs}\n")
+    return folder

@@ -1,0 +1,112 @@
+"""What every converter is: a pure "source -> records" object the conversion engine drives.
+
+A converter splits its source into :class:`WorkUnit` s (a TFDS shard, an episode range, a scene),
+and turns one unit into per-episode results: :class:`EpisodeRows` (a schema-v1 table) or
+:class:`Rejected` (what could not be converted, where, and why). It never writes files; the
+engine owns I/O, parallelism, resume and the quarantine log.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import pyarrow as pa
+
+from schemas.catalog import DatasetEntry
+from schemas.tokenizer import Codebook
+
+# catalog `converter` name -> "module:Class"
+REGISTRY = {
+    "droid": "converters.droid:DroidConverter",
+}
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One independently convertible piece of a source; ``name`` is also its shard's file stem."""
+
+    name: str
+    split: str
+    payload: dict = field(default_factory=dict)   # converter-specific (e.g. episode range, file)
+
+
+@dataclass
+class EpisodeRows:
+    episode_id: str
+    table: pa.Table
+
+
+@dataclass
+class Rejected:
+    """A quarantined episode (or part of a unit): ``location`` in the source, pipeline ``stage``,
+    human-readable ``reason``, and how many episodes it cost."""
+
+    location: str
+    stage: str
+    reason: str
+    episodes: int = 1
+
+
+@dataclass
+class UnitStats:
+    """Counters a converter fills while converting a unit (merged into the run summary)."""
+
+    clipped_tokens: Counter = field(default_factory=Counter)
+    notes: Counter = field(default_factory=Counter)   # e.g. "calibration from cam2base_extrinsics.json"
+
+
+class Converter(Protocol):
+    name: str
+    version: str
+
+    def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]: ...
+
+    def convert_unit(self, unit: WorkUnit, codebook: Codebook, stats: UnitStats) -> Iterator[EpisodeRows | Rejected]: ...
+
+    def source_info(self) -> dict: ...
+
+    def dataset_metadata(self) -> dict: ...
+
+
+def load_converter(entry: DatasetEntry, source: Path, options: dict | None = None) -> Converter:
+    """Instantiate the converter a catalog entry names, with catalog options overridden by ``options``."""
+    try:
+        target = REGISTRY[entry.converter]
+    except KeyError:
+        raise ValueError(
+            f"dataset {entry.name!r}: converter {entry.converter!r} is not implemented yet "
+            f"(catalog.yaml converter_status: {entry.converter_status}); available: {', '.join(sorted(REGISTRY))}"
+        ) from None
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)(entry, Path(source), {**entry.options, **(options or {})})
+
+
+# ------------------------------------------------------------------------------ shared checks
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` from a JPEG's SOF header, without decoding; raises ``ValueError`` naming
+    what is wrong for bytes that are not a complete JPEG (no SOI/EOI marker, no frame header)."""
+    if len(data) < 4 or data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG (no SOI marker)")
+    if data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
+        raise ValueError(f"JPEG truncated or corrupt (no EOI marker; {len(data)} bytes)")
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            raise ValueError(f"JPEG corrupt (bad marker at byte {i})")
+        marker = data[i + 1]
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            if i + 9 > len(data):
+                break
+            height = int.from_bytes(data[i + 5:i + 7], "big")
+            width = int.from_bytes(data[i + 7:i + 9], "big")
+            return width, height
+        if marker == 0xDA:  # start of scan before any frame header
+            break
+        i += 2 + length
+    raise ValueError("JPEG corrupt (no frame header)")

@@ -1,0 +1,290 @@
+"""DROID (RLDS, tensorflow-datasets) -> schema v1.  Source layout (formats.md section 1):
+
+```
+<source>/droid/<version>/                   dataset_info.json, features.json, droid-train.tfrecord-*
+<source>/calibration/                       KarlP/droid side files (all optional):
+    cam2base_extrinsics.json                {episode_id: {"<serial>" | "<serial>_left": [x,y,z,rx,ry,rz]}}
+    cam2base_extrinsic_superset.json        same, both exterior cameras
+    intrinsics.json                         {episode_id: {serial: [fx,cx,fy,cy] | {"cameraMatrix": [...], ...}}}
+    camera_serials.json                     {episode_id: {ext1_cam_serial, ext2_cam_serial, wrist_cam_serial}}
+    episode_id_to_path.json                 {episode_id: "<LAB>/success|failure/<date>/<time dir>"}
+    keep_ranges_1_0_1.json                  {"<recording_folderpath>--<file_path>": [[start, end), ...]}
+```
+
+Where each field comes from, and the one line that maps it to ours:
+
+* ``observation/cartesian_position`` = ``[x, y, z, roll, pitch, yaw]`` of the end-effector
+  (Polymetis "wrist site", not the TCP) in the robot base, metres + SciPy Euler "xyz" ->
+  ``T_base_ee = pose6_to_transform(...)``; float32 precision on disk.
+* ``observation/gripper_position`` 0 = open, 1 = closed -> ``gripper`` as is.
+* Exterior camera poses: ``T_base_cam = pose6_to_transform(cam2base 6-vector)`` from the
+  calibration files when present, else the 1.0.1 ``episode_metadata/extrinsics_exterior_cam_N``
+  (the original, noisier calibration; all-zero vectors count as absent).
+* Wrist camera: ``extrinsics_wrist_cam`` is its base-frame pose at the first step; the camera is
+  rigid on the gripper, so ``T_ee_cam = inv(T_base_ee[0]) @ T_base_cam[0]`` and
+  ``T_base_cam[t] = T_base_ee[t] @ T_ee_cam`` (changes every step).
+* Intrinsics from ``intrinsics.json`` describe the sensor frames (1280x720 by default) and are
+  rescaled to the stored 320x180 images with the exact pixel-centre rule.
+* Images: JPEG bytes pass through untouched (``SkipDecoding``); headers are checked, not decoded.
+* ``state`` = cartesian_position (6) + gripper_position (1) + joint_position (7); ``action`` =
+  DROID's ``action`` (next cartesian position (6) + gripper (1)), float32.
+* Success / failure from ``episode_metadata/file_path``; three instructions, de-duplicated.
+
+An episode with no view that has both intrinsics and a camera pose is quarantined, never
+guessed. Steps are read as whole tensors per episode, batched inside the tf.data graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, jpeg_size
+from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows, waypoint_offsets
+from schemas.catalog import DatasetEntry
+from schemas.geometry import compose, intrinsics_matrix, invert_transform, pose6_to_transform, resize_intrinsics
+from schemas.tokenizer import Codebook
+
+VERSION = "0.1.0"
+# RLDS image key -> (canonical view, metadata extrinsics key, camera_serials.json key)
+VIEWS = (
+    ("exterior_image_1_left", "exterior_1_left", "extrinsics_exterior_cam_1", "ext1_cam_serial"),
+    ("exterior_image_2_left", "exterior_2_left", "extrinsics_exterior_cam_2", "ext2_cam_serial"),
+    ("wrist_image_left", "wrist_left", "extrinsics_wrist_cam", "wrist_cam_serial"),
+)
+PATH_MARKER = "r2d2-data-full/"
+STATE_NAMES = [*(f"cartesian_position.{k}" for k in ("x", "y", "z", "roll", "pitch", "yaw")), "gripper_position",
+               *(f"joint_position.{i}" for i in range(7))]
+ACTION_NAMES = [*(f"cartesian_position.{k}" for k in ("x", "y", "z", "roll", "pitch", "yaw")), "gripper_position"]
+CALIBRATION_FILES = ("cam2base_extrinsics.json", "cam2base_extrinsic_superset.json", "intrinsics.json",
+                     "camera_serials.json", "episode_id_to_path.json", "keep_ranges_1_0_1.json")
+
+
+def find_tfds_dir(source: Path) -> Path:
+    """The folder holding ``dataset_info.json``: ``source`` itself or the newest version below it."""
+    if (source / "dataset_info.json").is_file():
+        return source
+    found = sorted(source.glob("**/dataset_info.json"))
+    if not found:
+        raise FileNotFoundError(f"{source}: no RLDS dataset found (expected <source>/droid/<version>/dataset_info.json)")
+    return found[-1].parent
+
+
+def episode_path(file_path: str) -> str:
+    """``<LAB>/success/<date>/<time>`` from an RLDS ``file_path`` (KarlP episode_id_to_path form)."""
+    rel = file_path.split(PATH_MARKER, 1)[-1]
+    return rel.removesuffix("/trajectory.h5")
+
+
+class Calibration:
+    """The KarlP side files of one source, loaded once; lookups by episode id."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+        self.data = {}
+        for name in CALIBRATION_FILES:
+            path = folder / name if folder else None
+            self.data[name] = json.loads(path.read_text()) if path and path.is_file() else {}
+        self.path_to_id = {v: k for k, v in self.data["episode_id_to_path.json"].items()}
+
+    def extrinsics(self, eid: str, serial: str | None) -> tuple[np.ndarray, str] | None:
+        """(cam->base 6-vector, file) for a camera, trying ``<serial>`` and ``<serial>_left`` keys."""
+        if serial is None:
+            return None
+        for name in ("cam2base_extrinsics.json", "cam2base_extrinsic_superset.json"):
+            entry = self.data[name].get(eid, {})
+            for key in (serial, f"{serial}_left"):
+                if key in entry:
+                    return np.asarray(entry[key], dtype=np.float64), name
+        return None
+
+    def intrinsics(self, eid: str, serial: str | None, default_wh: tuple[int, int]) -> tuple[np.ndarray, tuple] | None:
+        """(K, (W, H) it describes) from ``[fx, cx, fy, cy]`` or ``{"cameraMatrix": [...]}``; zeros = absent."""
+        entry = self.data["intrinsics.json"].get(eid, {}).get(serial) if serial else None
+        if entry is None:
+            return None
+        values, wh = entry, default_wh
+        if isinstance(entry, dict):
+            values = entry.get("cameraMatrix")
+            if "width" in entry and "height" in entry:
+                wh = (int(entry["width"]), int(entry["height"]))
+        fx, cx, fy, cy = (float(v) for v in values)
+        if fx <= 0 or fy <= 0:
+            return None
+        return intrinsics_matrix(fx, fy, cx, cy), wh
+
+
+class DroidConverter:
+    name = "droid"
+    version = VERSION
+
+    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+        import tensorflow_datasets as tfds
+
+        self.entry = entry
+        self.source = source
+        self.options = options
+        self.tfds_dir = find_tfds_dir(source)
+        self.builder = tfds.builder_from_directory(str(self.tfds_dir))
+        calib = options.get("calibration_dir")
+        calib_dir = Path(calib) if calib else source / "calibration"
+        self.calibration = Calibration(calib_dir if calib_dir.is_dir() else None)
+        self.sensor_wh = tuple(options.get("calibration_wh", (1280, 720)))
+        self.use_keep_ranges = bool(options.get("use_keep_ranges", False))
+        self.offsets = waypoint_offsets(entry.fps or 15.0, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+
+    # ----------------------------------------------------------------------------- planning
+    def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
+        """One unit per TFDS shard file of the train split (truncated by ``limit_episodes``)."""
+        lengths = self.builder.info.splits["train"].shard_lengths
+        units, start = [], 0
+        for index, n in enumerate(lengths):
+            end = start + n
+            if limit_episodes is not None:
+                end = min(end, limit_episodes)
+            if end <= start:
+                break
+            shard_file = f"{self.builder.name}-train.tfrecord-{index:05d}-of-{len(lengths):05d}"
+            units.append(WorkUnit(f"train-{start:06d}-{end:06d}", "train",
+                                  {"start": start, "end": end, "file": shard_file}))
+            start += n
+        return units
+
+    def source_info(self) -> dict:
+        listing = sorted((p.name, p.stat().st_size) for p in self.tfds_dir.iterdir() if p.is_file())
+        digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+        return {"path": str(self.source), "tfds_dir": str(self.tfds_dir), "version": str(self.builder.info.version),
+                "listing_sha256": digest,
+                "calibration_dir": str(self.calibration.folder) if self.calibration.folder else None}
+
+    def dataset_metadata(self) -> dict:
+        return {
+            "fps": self.entry.fps or 15.0,
+            "embodiment": self.entry.embodiment,
+            "state_names": STATE_NAMES, "state_units": "m, rad (Euler xyz), gripper 0 open..1 closed, joints rad",
+            "action_names": ACTION_NAMES, "action_units": "m, rad (Euler xyz) absolute target in robot base; gripper 0..1",
+            "ego_frame": "Polymetis end-effector (DROID 'wrist site'), no TCP offset",
+            "views": [v[1] for v in VIEWS],
+            "waypoint_offsets_steps": self.offsets,
+            "calibration": "KarlP/droid cam2base_extrinsics(.superset) + intrinsics when present, else RLDS 1.0.1 "
+                           "episode_metadata extrinsics; wrist camera from its step-0 pose and the EE trajectory",
+            "intrinsics_sensor_wh": list(self.sensor_wh),
+        }
+
+    # ------------------------------------------------------------------------------ reading
+    def _episodes(self, unit: WorkUnit):
+        import tensorflow as tf
+        import tensorflow_datasets as tfds
+
+        skip = {key: tfds.decode.SkipDecoding() for key, *_ in VIEWS}
+        ds = self.builder.as_dataset(split=f"train[{unit.payload['start']}:{unit.payload['end']}]",
+                                     decoders={"steps": {"observation": skip}}, shuffle_files=False,
+                                     read_config=tfds.ReadConfig(interleave_cycle_length=1))
+
+        @tf.autograph.experimental.do_not_convert
+        def whole_episode(episode):
+            return {"meta": episode["episode_metadata"], "steps": episode["steps"].batch(1 << 30).get_single_element()}
+
+        return ds.map(whole_episode).as_numpy_iterator()
+
+    def convert_unit(self, unit: WorkUnit, codebook: Codebook, stats: UnitStats) -> Iterator[EpisodeRows | Rejected]:
+        import tensorflow as tf
+
+        done = 0
+        total = unit.payload["end"] - unit.payload["start"]
+        iterator = self._episodes(unit)
+        while done < total:
+            try:
+                episode = next(iterator)
+            except StopIteration:
+                break
+            except tf.errors.OpError as e:
+                yield Rejected(f"{self.tfds_dir / unit.payload['file']}", "read",
+                               f"unreadable after episode {done} of this shard ({type(e).__name__}: "
+                               f"{e.message.strip()}); {total - done} episode(s) lost", episodes=total - done)
+                return
+            index = unit.payload["start"] + done
+            done += 1
+            yield self._convert_episode(episode, index, codebook, stats)
+
+    def _convert_episode(self, episode: dict, index: int, codebook: Codebook, stats: UnitStats) -> EpisodeRows | Rejected:
+        meta, steps = episode["meta"], episode["steps"]
+        file_path = meta["file_path"].decode()
+        rel = episode_path(file_path)
+        eid = self.calibration.path_to_id.get(rel, rel)
+        where = f"{self.tfds_dir.name}/train episode {index} ({eid})"
+        obs = steps["observation"]
+        cart = obs["cartesian_position"].astype(np.float64)
+        T_base_ee = pose6_to_transform(cart)
+        gripper = obs["gripper_position"][:, 0].astype(np.float64)
+        T = len(cart)
+        serials = self.calibration.data["camera_serials.json"].get(eid, {})
+
+        views, missing = [], []
+        for image_key, view, meta_key, serial_key in VIEWS:
+            images = list(obs[image_key])
+            for t, data in enumerate(images):
+                try:
+                    size = jpeg_size(data)
+                except ValueError as e:
+                    return Rejected(where, "image", f"step {t} view {view}: {e}")
+                if t == 0:
+                    width, height = size
+                elif size != (width, height):
+                    return Rejected(where, "image", f"step {t} view {view}: {size[0]}x{size[1]} JPEG, "
+                                                    f"expected {width}x{height} like step 0")
+            serial = serials.get(serial_key)
+            intr = self.calibration.intrinsics(eid, serial, self.sensor_wh)
+            if intr is None:
+                missing.append(f"{view}: no intrinsics")
+                stats.notes[f"{view} rows dropped: no intrinsics"] += 1
+                continue
+            K = resize_intrinsics(intr[0], intr[1], (width, height))
+            T_base_cam = self._camera_track(eid, serial, view, meta, meta_key, T_base_ee, stats)
+            if T_base_cam is None:
+                missing.append(f"{view}: no extrinsics")
+            views.append(ViewTrack(view, K, width, height, images, T_base_cam))
+        if not any(v.T_base_cam is not None for v in views):
+            return Rejected(where, "calibration", "no usable calibration (" + "; ".join(missing) + ")")
+
+        keep = None
+        if self.use_keep_ranges:
+            key = f"{meta['recording_folderpath'].decode()}--{file_path}"
+            ranges = self.calibration.data["keep_ranges_1_0_1.json"].get(key)
+            if ranges is not None:
+                keep = np.unique(np.concatenate([np.arange(s, min(e, T)) for s, e in ranges] or [np.arange(0)]))
+                stats.notes["idle steps dropped"] += T - len(keep)
+        stats.notes["success episodes" if "/success/" in file_path else "failure episodes"] += 1
+        state = np.concatenate([cart, obs["gripper_position"], obs["joint_position"]], axis=1).astype(np.float32)
+        ep = EpisodeInput(
+            dataset=self.entry.name, split="train", episode_id=eid, fps=self.entry.fps or 15.0,
+            arms=[ArmTrack("arm", T_base_ee, gripper)], views=views,
+            instructions=[steps[k][0].decode() for k in ("language_instruction", "language_instruction_2",
+                                                         "language_instruction_3")],
+            state=state, action=steps["action"].astype(np.float32), embodiment=self.entry.embodiment, keep_steps=keep)
+        return EpisodeRows(eid, episode_rows(ep, codebook, self.offsets, stats.clipped_tokens))
+
+    def _camera_track(self, eid, serial, view, meta, meta_key, T_base_ee, stats) -> np.ndarray | None:
+        """``T_base_cam (T, 4, 4)`` of one view, or None when no calibration exists for it."""
+        T = len(T_base_ee)
+        if view.startswith("wrist"):
+            pose6 = np.asarray(meta[meta_key], dtype=np.float64)
+            if not np.any(pose6):
+                return None
+            T_ee_cam = compose(invert_transform(T_base_ee[0]), pose6_to_transform(pose6))
+            stats.notes["wrist camera from episode_metadata + EE trajectory"] += 1
+            return compose(T_base_ee, T_ee_cam)
+        found = self.calibration.extrinsics(eid, serial)
+        if found is not None:
+            pose6, source = found
+            stats.notes[f"{view} extrinsics from {source}"] += 1
+        else:
+            pose6 = np.asarray(meta[meta_key], dtype=np.float64)
+            if not np.any(pose6):
+                return None
+            stats.notes[f"{view} extrinsics from episode_metadata"] += 1
+        return np.broadcast_to(pose6_to_transform(pose6), (T, 4, 4))

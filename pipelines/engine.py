@@ -1,0 +1,262 @@
+"""The conversion engine: one Ray task per work unit, on a laptop or a cluster (same code path).
+
+Each task converts one unit with the dataset's converter, validates every episode's rows against
+schema v1, and commits the unit's shard atomically (pipelines.storage). The driver records each
+committed shard in the manifest as it lands, so a killed job resumes where it stopped: units
+whose shard is listed with a matching sha256 are skipped. Rejected episodes go to
+``quarantine.jsonl`` with location, stage and reason; the job goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, load_converter
+from pipelines.layout import QUARANTINE_NAME, dataset_dir, partial_path
+from pipelines.manifest import Manifest, ManifestError
+from pipelines.storage import ShardInfo, ShardWriter, file_sha256
+from schemas.catalog import DatasetEntry
+from schemas.record import find_problems
+from schemas.tokenizer import Codebook
+
+_QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+
+
+@dataclass
+class UnitOutcome:
+    unit: str
+    shard: ShardInfo | None
+    rejected: list[dict]
+    episodes: int
+    rows: int
+    seconds: float
+    clipped_tokens: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    dataset: str
+    root: Path
+    units_total: int
+    units_converted: int
+    units_resumed: int
+    episodes: int
+    rows: int
+    bytes: int
+    seconds: float
+    quarantined_episodes: int
+    quarantine_by_stage: dict
+    notes: dict
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def quarantine_rate(self) -> float:
+        total = self.episodes + self.quarantined_episodes
+        return self.quarantined_episodes / total if total else 0.0
+
+
+_CONVERTERS: dict = {}
+
+
+def _converter(entry_json: str, source: str, options_json: str):
+    """One converter instance per worker process and dataset (builders are costly to open)."""
+    key = (entry_json, source, options_json)
+    if key not in _CONVERTERS:
+        entry = DatasetEntry.model_validate_json(entry_json)
+        _CONVERTERS[key] = load_converter(entry, Path(source), json.loads(options_json))
+    return _CONVERTERS[key]
+
+
+def convert_unit(root: str, entry_json: str, source: str, options_json: str, unit: WorkUnit,
+                 codebook_json: str) -> UnitOutcome:
+    """Convert and commit one unit (runs inside a Ray task; pure function of its arguments)."""
+    start = time.perf_counter()
+    converter = _converter(entry_json, source, options_json)
+    book = Codebook.from_json(codebook_json)
+    stats = UnitStats()
+    rejected: list[dict] = []
+    episodes = rows = 0
+    writer = ShardWriter(root, unit.split, unit.name)
+    try:
+        for result in converter.convert_unit(unit, book, stats):
+            if isinstance(result, Rejected):
+                rejected.append({"unit": unit.name, **asdict(result)})
+                continue
+            problems = find_problems(result.table)
+            if problems:
+                shown = "; ".join(str(p) for p in problems[:3])
+                rejected.append({"unit": unit.name, "location": result.episode_id, "stage": "validate",
+                                 "reason": f"{len(problems)} schema violation(s): {shown}", "episodes": 1})
+                continue
+            writer.write(result.table)
+            episodes += 1
+            rows += result.table.num_rows
+        shard = writer.close() if episodes else None
+    except BaseException:
+        writer.abort()
+        raise
+    return UnitOutcome(unit.name, shard, rejected, episodes, rows, time.perf_counter() - start,
+                       dict(stats.clipped_tokens), dict(stats.notes))
+
+
+class Engine:
+    """Plans, schedules and records the conversion of one catalog dataset into ``out``."""
+
+    def __init__(self, entry: DatasetEntry, source: Path, out: Path, codebook: Codebook,
+                 options: dict | None = None, workers: int | None = None, address: str | None = None):
+        self.entry, self.source, self.codebook = entry, Path(source), codebook
+        self.options = options or {}
+        self.root = dataset_dir(out, entry.name)
+        self.workers = workers or os.cpu_count() or 1
+        self.address = address
+        self.converter = load_converter(entry, self.source, self.options)
+
+    # ------------------------------------------------------------------------------- resume
+    def _existing_manifest(self, overwrite: bool) -> Manifest | None:
+        if overwrite and self.root.exists():
+            shutil.rmtree(self.root)
+        try:
+            manifest = Manifest.read(self.root)
+        except ManifestError:
+            return None
+        same_source = manifest.source.get("listing_sha256") == self.converter.source_info()["listing_sha256"]
+        same_converter = manifest.converter == {"name": self.converter.name, "version": self.converter.version}
+        if not (same_source and same_converter and manifest.codebook == self.codebook.codebook_id):
+            raise ManifestError(
+                f"{self.root}: already holds a conversion from another source, converter version or codebook; "
+                f"pass --overwrite to replace it, or choose another --out"
+            )
+        return manifest
+
+    def _committed(self, manifest: Manifest | None, relpath: str) -> ShardInfo | None:
+        info = manifest.shard(relpath) if manifest else None
+        path = self.root / relpath
+        if info is None or not path.is_file() or path.stat().st_size != info.bytes:
+            return None
+        return info if file_sha256(path) == info.sha256 else None
+
+    # ---------------------------------------------------------------------------------- run
+    def run(self, limit_episodes: int | None = None, overwrite: bool = False, progress: bool = True) -> RunSummary:
+        import ray
+        from tqdm import tqdm
+
+        started = time.perf_counter()
+        units = self.converter.plan(limit_episodes)
+        previous = self._existing_manifest(overwrite)
+        manifest = Manifest(dataset=self.entry.name, codebook=self.codebook.codebook_id,
+                            source=self.converter.source_info(),
+                            converter={"name": self.converter.name, "version": self.converter.version},
+                            metadata=self.converter.dataset_metadata())
+        quarantine = self._load_quarantine()
+        self._remove_partials()
+        planned = {f"data/{u.split}/{u.name}.parquet": u for u in units}
+        pending = []
+        for relpath, unit in planned.items():
+            info = self._committed(previous, relpath)
+            if info is not None:
+                manifest.add_shard(info)
+            else:
+                quarantine.pop(unit.name, None)
+                pending.append(unit)
+        for stale in set(s.path for s in (previous.shards if previous else [])) - set(planned):
+            (self.root / stale).unlink(missing_ok=True)
+        resumed = len(units) - len(pending)
+        clipped, notes = Counter(previous.statistics.get("clipped_tokens", {}) if previous else {}), Counter()
+        manifest.statistics = {"clipped_tokens": dict(clipped)}
+        self._record(manifest, quarantine)
+
+        rows = episodes = 0
+        if pending:
+            self._init_ray()
+            task = ray.remote(num_cpus=1, max_retries=2)(convert_unit)
+            args = (str(self.root), self.entry.model_dump_json(), str(self.source), json.dumps(self.options))
+            book = self.codebook.to_json()
+            refs = {task.remote(*args, unit, book): unit for unit in pending}
+            bar = tqdm(total=len(pending), desc=f"convert {self.entry.name}", unit="unit", disable=not progress)
+            while refs:
+                done, _ = ray.wait(list(refs), num_returns=1)
+                unit = refs.pop(done[0])
+                try:
+                    outcome: UnitOutcome = ray.get(done[0])
+                except Exception as e:  # noqa: BLE001 - a crashed unit is quarantined, the job goes on
+                    n = unit.payload.get("end", 1) - unit.payload.get("start", 0)
+                    quarantine[unit.name] = [{"unit": unit.name, "location": unit.name, "stage": "convert",
+                                              "reason": f"converter crashed: {_short(e)}", "episodes": n}]
+                else:
+                    if outcome.shard is not None:
+                        manifest.add_shard(outcome.shard)
+                    quarantine[unit.name] = outcome.rejected
+                    rows += outcome.rows
+                    episodes += outcome.episodes
+                    clipped.update(outcome.clipped_tokens)
+                    notes.update(outcome.notes)
+                manifest.statistics = {"clipped_tokens": dict(clipped)}
+                self._record(manifest, quarantine)
+                bar.update(1)
+                bar.set_postfix(rows=rows, quarantined=sum(r["episodes"] for v in quarantine.values() for r in v))
+            bar.close()
+        splits = manifest.splits()
+        records = [r for v in quarantine.values() for r in v]
+        return RunSummary(
+            dataset=self.entry.name, root=self.root, units_total=len(units), units_converted=len(pending),
+            units_resumed=resumed, episodes=sum(s["episodes"] for s in splits.values()),
+            rows=sum(s["rows"] for s in splits.values()), bytes=sum(s.bytes for s in manifest.shards),
+            seconds=time.perf_counter() - started, quarantined_episodes=sum(r["episodes"] for r in records),
+            quarantine_by_stage=dict(Counter(r["stage"] for r in records)), notes=dict(notes))
+
+    def _init_ray(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        env = {"env_vars": _QUIET_ENV}
+        if self.address:
+            repo = Path(__file__).resolve().parent.parent
+            env["working_dir"] = str(repo)
+            env["excludes"] = [".venv", ".git", "out", "tests"]
+            ray.init(address=self.address, runtime_env=env, log_to_driver=False, logging_level="error")
+        else:
+            ray.init(num_cpus=self.workers, runtime_env=env, include_dashboard=False, log_to_driver=False,
+                     logging_level="error")
+
+    # -------------------------------------------------------------------------- bookkeeping
+    def _load_quarantine(self) -> dict[str, list[dict]]:
+        path = self.root / QUARANTINE_NAME
+        out: dict[str, list[dict]] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    out.setdefault(record["unit"], []).append(record)
+        return out
+
+    def _remove_partials(self) -> None:
+        for leftover in self.root.rglob(".*.partial") if self.root.exists() else []:
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+
+    def _record(self, manifest: Manifest, quarantine: dict[str, list[dict]]) -> None:
+        """Write quarantine.jsonl and manifest.json atomically (sorted: deterministic content)."""
+        records = [r for unit in sorted(quarantine) for r in quarantine[unit]]
+        manifest.quarantine = {"episodes": sum(r["episodes"] for r in records),
+                               "by_stage": dict(Counter(r["stage"] for r in records))}
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / QUARANTINE_NAME
+        tmp = partial_path(path)
+        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        os.replace(tmp, path)
+        manifest.write(self.root)
+
+
+def _short(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return (text[-1] if text else type(e).__name__)[:500]
