@@ -14,6 +14,7 @@ DATASET ?= droid
 OUT     ?= out
 SOURCE  ?=
 WORKERS ?=
+ARGS    ?=
 PYTEST_ARGS ?=
 
 .PHONY: setup system-libs test test-slow convert lint clean
@@ -37,6 +38,7 @@ system-libs:
 	fi
 
 test: setup
+	$(BIN)/ruff check schemas converters pipelines model tests
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: setup
@@ -44,7 +46,7 @@ test-slow: setup
 
 convert: setup
 	$(BIN)/python -m pipelines.convert --dataset $(DATASET) --out $(OUT) \
-	  $(if $(SOURCE),--source $(SOURCE)) $(if $(WORKERS),--workers $(WORKERS))
+	  $(if $(SOURCE),--source $(SOURCE)) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check schemas converters pipelines model tests

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,11 +58,20 @@ VIEWS = (
     ("wrist_image_left", "wrist_left", "extrinsics_wrist_cam", "wrist_cam_serial"),
 )
 PATH_MARKER = "r2d2-data-full/"
-STATE_NAMES = [*(f"cartesian_position.{k}" for k in ("x", "y", "z", "roll", "pitch", "yaw")), "gripper_position",
-               *(f"joint_position.{i}" for i in range(7))]
+STATE_NAMES = [
+    *(f"cartesian_position.{k}" for k in ("x", "y", "z", "roll", "pitch", "yaw")),
+    "gripper_position",
+    *(f"joint_position.{i}" for i in range(7)),
+]
 ACTION_NAMES = [*(f"cartesian_position.{k}" for k in ("x", "y", "z", "roll", "pitch", "yaw")), "gripper_position"]
-CALIBRATION_FILES = ("cam2base_extrinsics.json", "cam2base_extrinsic_superset.json", "intrinsics.json",
-                     "camera_serials.json", "episode_id_to_path.json", "keep_ranges_1_0_1.json")
+CALIBRATION_FILES = (
+    "cam2base_extrinsics.json",
+    "cam2base_extrinsic_superset.json",
+    "intrinsics.json",
+    "camera_serials.json",
+    "episode_id_to_path.json",
+    "keep_ranges_1_0_1.json",
+)
 
 
 def find_tfds_dir(source: Path) -> Path:
@@ -70,7 +80,9 @@ def find_tfds_dir(source: Path) -> Path:
         return source
     found = sorted(source.glob("**/dataset_info.json"))
     if not found:
-        raise FileNotFoundError(f"{source}: no RLDS dataset found (expected <source>/droid/<version>/dataset_info.json)")
+        raise FileNotFoundError(
+            f"{source}: no RLDS dataset found (expected <source>/droid/<version>/dataset_info.json)"
+        )
     return found[-1].parent
 
 
@@ -135,7 +147,9 @@ class DroidConverter:
         self.calibration = Calibration(calib_dir if calib_dir.is_dir() else None)
         self.sensor_wh = tuple(options.get("calibration_wh", (1280, 720)))
         self.use_keep_ranges = bool(options.get("use_keep_ranges", False))
-        self.offsets = waypoint_offsets(entry.fps or 15.0, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+        self.offsets = waypoint_offsets(
+            entry.fps or 15.0, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s
+        )
 
     # ----------------------------------------------------------------------------- planning
     def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
@@ -149,29 +163,36 @@ class DroidConverter:
             if end <= start:
                 break
             shard_file = f"{self.builder.name}-train.tfrecord-{index:05d}-of-{len(lengths):05d}"
-            units.append(WorkUnit(f"train-{start:06d}-{end:06d}", "train",
-                                  {"start": start, "end": end, "file": shard_file}))
+            units.append(
+                WorkUnit(f"train-{start:06d}-{end:06d}", "train", {"start": start, "end": end, "file": shard_file})
+            )
             start += n
         return units
 
     def source_info(self) -> dict:
         listing = sorted((p.name, p.stat().st_size) for p in self.tfds_dir.iterdir() if p.is_file())
         digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
-        return {"path": str(self.source), "tfds_dir": str(self.tfds_dir), "version": str(self.builder.info.version),
-                "listing_sha256": digest,
-                "calibration_dir": str(self.calibration.folder) if self.calibration.folder else None}
+        return {
+            "path": str(self.source),
+            "tfds_dir": str(self.tfds_dir),
+            "version": str(self.builder.info.version),
+            "listing_sha256": digest,
+            "calibration_dir": str(self.calibration.folder) if self.calibration.folder else None,
+        }
 
     def dataset_metadata(self) -> dict:
         return {
             "fps": self.entry.fps or 15.0,
             "embodiment": self.entry.embodiment,
-            "state_names": STATE_NAMES, "state_units": "m, rad (Euler xyz), gripper 0 open..1 closed, joints rad",
-            "action_names": ACTION_NAMES, "action_units": "m, rad (Euler xyz) absolute target in robot base; gripper 0..1",
+            "state_names": STATE_NAMES,
+            "state_units": "m, rad (Euler xyz), gripper 0 open..1 closed, joints rad",
+            "action_names": ACTION_NAMES,
+            "action_units": "m, rad (Euler xyz) absolute target in robot base; gripper 0..1",
             "ego_frame": "Polymetis end-effector (DROID 'wrist site'), no TCP offset",
             "views": [v[1] for v in VIEWS],
             "waypoint_offsets_steps": self.offsets,
             "calibration": "KarlP/droid cam2base_extrinsics(.superset) + intrinsics when present, else RLDS 1.0.1 "
-                           "episode_metadata extrinsics; wrist camera from its step-0 pose and the EE trajectory",
+            "episode_metadata extrinsics; wrist camera from its step-0 pose and the EE trajectory",
             "intrinsics_sensor_wh": list(self.sensor_wh),
         }
 
@@ -181,9 +202,12 @@ class DroidConverter:
         import tensorflow_datasets as tfds
 
         skip = {key: tfds.decode.SkipDecoding() for key, *_ in VIEWS}
-        ds = self.builder.as_dataset(split=f"train[{unit.payload['start']}:{unit.payload['end']}]",
-                                     decoders={"steps": {"observation": skip}}, shuffle_files=False,
-                                     read_config=tfds.ReadConfig(interleave_cycle_length=1))
+        ds = self.builder.as_dataset(
+            split=f"train[{unit.payload['start']}:{unit.payload['end']}]",
+            decoders={"steps": {"observation": skip}},
+            shuffle_files=False,
+            read_config=tfds.ReadConfig(interleave_cycle_length=1),
+        )
 
         @tf.autograph.experimental.do_not_convert
         def whole_episode(episode):
@@ -203,15 +227,21 @@ class DroidConverter:
             except StopIteration:
                 break
             except tf.errors.OpError as e:
-                yield Rejected(f"{self.tfds_dir / unit.payload['file']}", "read",
-                               f"unreadable after episode {done} of this shard ({type(e).__name__}: "
-                               f"{e.message.strip()}); {total - done} episode(s) lost", episodes=total - done)
+                yield Rejected(
+                    f"{self.tfds_dir / unit.payload['file']}",
+                    "read",
+                    f"unreadable after episode {done} of this shard ({type(e).__name__}: "
+                    f"{e.message.strip()}); {total - done} episode(s) lost",
+                    episodes=total - done,
+                )
                 return
             index = unit.payload["start"] + done
             done += 1
             yield self._convert_episode(episode, index, codebook, stats)
 
-    def _convert_episode(self, episode: dict, index: int, codebook: Codebook, stats: UnitStats) -> EpisodeRows | Rejected:
+    def _convert_episode(
+        self, episode: dict, index: int, codebook: Codebook, stats: UnitStats
+    ) -> EpisodeRows | Rejected:
         meta, steps = episode["meta"], episode["steps"]
         file_path = meta["file_path"].decode()
         rel = episode_path(file_path)
@@ -224,30 +254,27 @@ class DroidConverter:
         T = len(cart)
         serials = self.calibration.data["camera_serials.json"].get(eid, {})
 
+        sizes = {}
+        for image_key, view, _, _ in VIEWS:
+            try:
+                sizes[view] = self._check_images(obs[image_key])
+            except ValueError as e:
+                return Rejected(where, "image", f"view {view}: {e}")
+
+        notes = Counter()  # merged into the unit's stats only if the episode converts
         views, missing = [], []
         for image_key, view, meta_key, serial_key in VIEWS:
-            images = list(obs[image_key])
-            for t, data in enumerate(images):
-                try:
-                    size = jpeg_size(data)
-                except ValueError as e:
-                    return Rejected(where, "image", f"step {t} view {view}: {e}")
-                if t == 0:
-                    width, height = size
-                elif size != (width, height):
-                    return Rejected(where, "image", f"step {t} view {view}: {size[0]}x{size[1]} JPEG, "
-                                                    f"expected {width}x{height} like step 0")
             serial = serials.get(serial_key)
             intr = self.calibration.intrinsics(eid, serial, self.sensor_wh)
             if intr is None:
                 missing.append(f"{view}: no intrinsics")
-                stats.notes[f"{view} rows dropped: no intrinsics"] += 1
+                notes[f"{view} rows dropped: no intrinsics"] += 1
                 continue
-            K = resize_intrinsics(intr[0], intr[1], (width, height))
-            T_base_cam = self._camera_track(eid, serial, view, meta, meta_key, T_base_ee, stats)
+            K = resize_intrinsics(intr[0], intr[1], sizes[view])
+            T_base_cam = self._camera_track(eid, serial, view, meta, meta_key, T_base_ee, notes)
             if T_base_cam is None:
                 missing.append(f"{view}: no extrinsics")
-            views.append(ViewTrack(view, K, width, height, images, T_base_cam))
+            views.append(ViewTrack(view, K, *sizes[view], list(obs[image_key]), T_base_cam))
         if not any(v.T_base_cam is not None for v in views):
             return Rejected(where, "calibration", "no usable calibration (" + "; ".join(missing) + ")")
 
@@ -257,18 +284,45 @@ class DroidConverter:
             ranges = self.calibration.data["keep_ranges_1_0_1.json"].get(key)
             if ranges is not None:
                 keep = np.unique(np.concatenate([np.arange(s, min(e, T)) for s, e in ranges] or [np.arange(0)]))
-                stats.notes["idle steps dropped"] += T - len(keep)
-        stats.notes["success episodes" if "/success/" in file_path else "failure episodes"] += 1
+                notes["idle steps dropped"] += T - len(keep)
+        notes["success episodes" if "/success/" in file_path else "failure episodes"] += 1
         state = np.concatenate([cart, obs["gripper_position"], obs["joint_position"]], axis=1).astype(np.float32)
         ep = EpisodeInput(
-            dataset=self.entry.name, split="train", episode_id=eid, fps=self.entry.fps or 15.0,
-            arms=[ArmTrack("arm", T_base_ee, gripper)], views=views,
-            instructions=[steps[k][0].decode() for k in ("language_instruction", "language_instruction_2",
-                                                         "language_instruction_3")],
-            state=state, action=steps["action"].astype(np.float32), embodiment=self.entry.embodiment, keep_steps=keep)
-        return EpisodeRows(eid, episode_rows(ep, codebook, self.offsets, stats.clipped_tokens))
+            dataset=self.entry.name,
+            split="train",
+            episode_id=eid,
+            fps=self.entry.fps or 15.0,
+            arms=[ArmTrack("arm", T_base_ee, gripper)],
+            views=views,
+            instructions=[
+                steps[k][0].decode()
+                for k in ("language_instruction", "language_instruction_2", "language_instruction_3")
+            ],
+            state=state,
+            action=steps["action"].astype(np.float32),
+            embodiment=self.entry.embodiment,
+            keep_steps=keep,
+        )
+        rows = episode_rows(ep, codebook, self.offsets, stats.clipped_tokens)
+        stats.notes.update(notes)
+        return EpisodeRows(eid, rows)
 
-    def _camera_track(self, eid, serial, view, meta, meta_key, T_base_ee, stats) -> np.ndarray | None:
+    @staticmethod
+    def _check_images(images) -> tuple[int, int]:
+        """(width, height) shared by every JPEG of a view; ValueError naming the bad step."""
+        first = None
+        for t, data in enumerate(images):
+            try:
+                size = jpeg_size(data)
+            except ValueError as e:
+                raise ValueError(f"step {t}: {e}") from None
+            if first is None:
+                first = size
+            elif size != first:
+                raise ValueError(f"step {t}: {size[0]}x{size[1]} JPEG, expected {first[0]}x{first[1]} like step 0")
+        return first
+
+    def _camera_track(self, eid, serial, view, meta, meta_key, T_base_ee, notes: Counter) -> np.ndarray | None:
         """``T_base_cam (T, 4, 4)`` of one view, or None when no calibration exists for it."""
         T = len(T_base_ee)
         if view.startswith("wrist"):
@@ -276,15 +330,15 @@ class DroidConverter:
             if not np.any(pose6):
                 return None
             T_ee_cam = compose(invert_transform(T_base_ee[0]), pose6_to_transform(pose6))
-            stats.notes["wrist camera from episode_metadata + EE trajectory"] += 1
+            notes["wrist camera from episode_metadata + EE trajectory"] += 1
             return compose(T_base_ee, T_ee_cam)
         found = self.calibration.extrinsics(eid, serial)
         if found is not None:
             pose6, source = found
-            stats.notes[f"{view} extrinsics from {source}"] += 1
+            notes[f"{view} extrinsics from {source}"] += 1
         else:
             pose6 = np.asarray(meta[meta_key], dtype=np.float64)
             if not np.any(pose6):
                 return None
-            stats.notes[f"{view} extrinsics from episode_metadata"] += 1
+            notes[f"{view} extrinsics from episode_metadata"] += 1
         return np.broadcast_to(pose6_to_transform(pose6), (T, 4, 4))

@@ -53,10 +53,10 @@ class EpisodeInput:
     arms: list[ArmTrack]
     views: list[ViewTrack]
     instructions: list[str]
-    state: np.ndarray | None = None          # (T, S)
-    action: np.ndarray | None = None         # (T, A)
+    state: np.ndarray | None = None  # (T, S)
+    action: np.ndarray | None = None  # (T, A)
     embodiment: str | None = None
-    keep_steps: np.ndarray | None = None     # steps that become rows (default: all)
+    keep_steps: np.ndarray | None = None  # steps that become rows (default: all)
 
 
 def waypoint_offsets(fps: float, count: int, spacing_s: float) -> list[int]:
@@ -83,7 +83,9 @@ def _camera_items(T_cam_pose: np.ndarray, K: np.ndarray, width: int, height: int
     t = T_cam_pose[..., :3, 3]
     q = matrix_to_quat(T_cam_pose[..., :3, :3])
     uv = project_points(t, K)
-    in_view = np.isfinite(uv[..., 0]) & (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)
+    in_view = (
+        np.isfinite(uv[..., 0]) & (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)
+    )
     return t, q, uv, in_view
 
 
@@ -96,7 +98,7 @@ def _collect(ep: EpisodeInput, steps: np.ndarray, offsets: list[int]) -> tuple[_
     for vi, view in enumerate(ep.views):
         if view.T_base_cam is None:
             continue
-        T_cam_base = np.linalg.inv(view.T_base_cam[steps])           # (S, 4, 4)
+        T_cam_base = np.linalg.inv(view.T_base_cam[steps])  # (S, 4, 4)
         rows = np.arange(len(steps)) * n_views + vi
         for arm in arms:
             grip = arm.gripper
@@ -106,8 +108,9 @@ def _collect(ep: EpisodeInput, steps: np.ndarray, offsets: list[int]) -> tuple[_
                 ok = steps + k < T
                 future = steps[ok] + k
                 t, q, uv, inv = _camera_items(T_cam_base[ok] @ arm.T_base_ee[future], view.K, view.width, view.height)
-                wp_parts.append((rows[ok], arm.name, t, q, None if grip is None else grip[future], uv, inv,
-                                 np.full(ok.sum(), k)))
+                wp_parts.append(
+                    (rows[ok], arm.name, t, q, None if grip is None else grip[future], uv, inv, np.full(ok.sum(), k))
+                )
     return _merge(ego_parts), _merge(wp_parts)
 
 
@@ -115,21 +118,36 @@ def _merge(parts: list[tuple]) -> _Items:
     """Concatenate item parts and order them by row (stable: arm order, then offset, kept)."""
     if not parts:
         empty = np.zeros((0,))
-        return _Items(empty.astype(int), empty.astype(object), np.zeros((0, 3)), np.zeros((0, 4)), None,
-                      np.zeros((0, 2)), empty.astype(bool), empty.astype(int))
+        return _Items(
+            empty.astype(int),
+            empty.astype(object),
+            np.zeros((0, 3)),
+            np.zeros((0, 4)),
+            None,
+            np.zeros((0, 2)),
+            empty.astype(bool),
+            empty.astype(int),
+        )
     rows = np.concatenate([p[0] for p in parts])
     order = np.argsort(rows, kind="stable")
     names = np.concatenate([np.full(len(p[0]), p[1], dtype=object) for p in parts])
     grips = None if parts[0][4] is None else np.concatenate([p[4] for p in parts])
     offs = None if parts[0][7] is None else np.concatenate([p[7] for p in parts])
-    return _Items(rows[order], names[order], np.concatenate([p[2] for p in parts])[order],
-                  np.concatenate([p[3] for p in parts])[order], None if grips is None else grips[order],
-                  np.concatenate([p[5] for p in parts])[order], np.concatenate([p[6] for p in parts])[order],
-                  None if offs is None else offs[order])
+    return _Items(
+        rows[order],
+        names[order],
+        np.concatenate([p[2] for p in parts])[order],
+        np.concatenate([p[3] for p in parts])[order],
+        None if grips is None else grips[order],
+        np.concatenate([p[5] for p in parts])[order],
+        np.concatenate([p[6] for p in parts])[order],
+        None if offs is None else offs[order],
+    )
 
 
-def _tokens(book: Codebook, n_rows: int, groups: list[_Items], width: np.ndarray, height: np.ndarray,
-            counter: Counter | None) -> pa.Array:
+def _tokens(
+    book: Codebook, n_rows: int, groups: list[_Items], width: np.ndarray, height: np.ndarray, counter: Counter | None
+) -> pa.Array:
     """Per-row sequences ``bos view_start (pose sep)* view_end eos``: ego items, then waypoints."""
     sep = book.special_id("sep")
     head = [book.special_id("bos"), book.special_id("view_start")]
@@ -140,8 +158,16 @@ def _tokens(book: Codebook, n_rows: int, groups: list[_Items], width: np.ndarray
         if not np.any(front):
             continue
         rows = items.row[front]
-        ids = encode_poses(book, items.uv[front], items.t[front], items.q[front], width[rows], height[rows],
-                           gripper=None if items.gripper is None else items.gripper[front], counter=counter)
+        ids = encode_poses(
+            book,
+            items.uv[front],
+            items.t[front],
+            items.q[front],
+            width[rows],
+            height[rows],
+            gripper=None if items.gripper is None else items.gripper[front],
+            counter=counter,
+        )
         ids = np.concatenate([ids, np.full((len(ids), 1), sep)], axis=1)
         for r, block in zip(rows.tolist(), ids, strict=True):
             bodies[r].append(block)
@@ -176,28 +202,53 @@ def episode_rows(ep: EpisodeInput, codebook: Codebook, offsets: list[int], count
         return pa.array([value] * n, type=pa.string())
 
     columns = {
-        "sample_id": pa.array([sample_id(ep.dataset, ep.episode_id, int(f), views[v].view) for f, v in zip(frame, vidx)]),
-        "dataset": const(ep.dataset), "split": const(ep.split),
-        "kind": const("robot"), "episode_id": const(ep.episode_id),
+        "sample_id": pa.array(
+            [sample_id(ep.dataset, ep.episode_id, int(f), views[v].view) for f, v in zip(frame, vidx, strict=True)]
+        ),
+        "dataset": const(ep.dataset),
+        "split": const(ep.split),
+        "kind": const("robot"),
+        "episode_id": const(ep.episode_id),
         "frame_index": pa.array(frame, type=pa.int32()),
         "timestamp_s": pa.array(frame / ep.fps, type=pa.float64()),
         "view": pa.array([views[v].view for v in vidx], type=pa.string()),
         "image": pa.StructArray.from_arrays(
-            [pa.array([views[v].images[f] for f, v in zip(frame, vidx)], type=pa.binary()), pa.nulls(n, pa.string())],
-            fields=list(IMAGE_TYPE)),
-        "height": pa.array(height, type=pa.int32()), "width": pa.array(width, type=pa.int32()),
+            [
+                pa.array([views[v].images[f] for f, v in zip(frame, vidx, strict=True)], type=pa.binary()),
+                pa.nulls(n, pa.string()),
+            ],
+            fields=list(IMAGE_TYPE),
+        ),
+        "height": pa.array(height, type=pa.int32()),
+        "width": pa.array(width, type=pa.int32()),
         "K": fixed_list(np.stack([np.asarray(views[v].K).reshape(9) for v in vidx]), pa.float64()),
         "T_ref_cam": fixed_list(T_ref, pa.float64(), valid=has_pose),
         "ref_frame": pa.array(np.where(has_pose, "robot_base", None).tolist(), type=pa.string()),
         "depth": pa.nulls(n, DEPTH_TYPE),
         "instruction": repeated_list(instructions, pa.string(), n),
         "objects": list_of(pa.array([], type=OBJECT_TYPE), np.zeros(n, dtype=np.int64)),
-        "ego": list_of(pose_struct(EGO_TYPE, ego.t, ego.q, ego.uv, name=ego.name.tolist(), gripper=ego.gripper,
-                                   in_view=ego.in_view), np.bincount(ego.row, minlength=n)),
-        "waypoints": list_of(pose_struct(WAYPOINT_TYPE, wps.t, wps.q, wps.uv, name=wps.name.tolist(),
-                                         gripper=wps.gripper, in_view=wps.in_view, offset_steps=wps.offset,
-                                         offset_s=wps.offset / ep.fps), np.bincount(wps.row, minlength=n)),
-        "state": _vectors(ep.state, frame, n), "action": _vectors(ep.action, frame, n),
+        "ego": list_of(
+            pose_struct(
+                EGO_TYPE, ego.t, ego.q, ego.uv, name=ego.name.tolist(), gripper=ego.gripper, in_view=ego.in_view
+            ),
+            np.bincount(ego.row, minlength=n),
+        ),
+        "waypoints": list_of(
+            pose_struct(
+                WAYPOINT_TYPE,
+                wps.t,
+                wps.q,
+                wps.uv,
+                name=wps.name.tolist(),
+                gripper=wps.gripper,
+                in_view=wps.in_view,
+                offset_steps=wps.offset,
+                offset_s=wps.offset / ep.fps,
+            ),
+            np.bincount(wps.row, minlength=n),
+        ),
+        "state": _vectors(ep.state, frame, n),
+        "action": _vectors(ep.action, frame, n),
         "embodiment": const(ep.embodiment),
         "tokens": _tokens(codebook, n, [ego, wps], width, height, counter),
     }

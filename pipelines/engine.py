@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, load_converter
+from converters.base import Rejected, UnitStats, WorkUnit, load_converter
 from pipelines.layout import QUARANTINE_NAME, dataset_dir, partial_path
 from pipelines.manifest import Manifest, ManifestError
 from pipelines.storage import ShardInfo, ShardWriter, file_sha256
@@ -77,8 +77,9 @@ def _converter(entry_json: str, source: str, options_json: str):
     return _CONVERTERS[key]
 
 
-def convert_unit(root: str, entry_json: str, source: str, options_json: str, unit: WorkUnit,
-                 codebook_json: str) -> UnitOutcome:
+def convert_unit(
+    root: str, entry_json: str, source: str, options_json: str, unit: WorkUnit, codebook_json: str
+) -> UnitOutcome:
     """Convert and commit one unit (runs inside a Ray task; pure function of its arguments)."""
     start = time.perf_counter()
     converter = _converter(entry_json, source, options_json)
@@ -95,8 +96,15 @@ def convert_unit(root: str, entry_json: str, source: str, options_json: str, uni
             problems = find_problems(result.table)
             if problems:
                 shown = "; ".join(str(p) for p in problems[:3])
-                rejected.append({"unit": unit.name, "location": result.episode_id, "stage": "validate",
-                                 "reason": f"{len(problems)} schema violation(s): {shown}", "episodes": 1})
+                rejected.append(
+                    {
+                        "unit": unit.name,
+                        "location": result.episode_id,
+                        "stage": "validate",
+                        "reason": f"{len(problems)} schema violation(s): {shown}",
+                        "episodes": 1,
+                    }
+                )
                 continue
             writer.write(result.table)
             episodes += 1
@@ -105,15 +113,31 @@ def convert_unit(root: str, entry_json: str, source: str, options_json: str, uni
     except BaseException:
         writer.abort()
         raise
-    return UnitOutcome(unit.name, shard, rejected, episodes, rows, time.perf_counter() - start,
-                       dict(stats.clipped_tokens), dict(stats.notes))
+    return UnitOutcome(
+        unit.name,
+        shard,
+        rejected,
+        episodes,
+        rows,
+        time.perf_counter() - start,
+        dict(stats.clipped_tokens),
+        dict(stats.notes),
+    )
 
 
 class Engine:
     """Plans, schedules and records the conversion of one catalog dataset into ``out``."""
 
-    def __init__(self, entry: DatasetEntry, source: Path, out: Path, codebook: Codebook,
-                 options: dict | None = None, workers: int | None = None, address: str | None = None):
+    def __init__(
+        self,
+        entry: DatasetEntry,
+        source: Path,
+        out: Path,
+        codebook: Codebook,
+        options: dict | None = None,
+        workers: int | None = None,
+        address: str | None = None,
+    ):
         self.entry, self.source, self.codebook = entry, Path(source), codebook
         self.options = options or {}
         self.root = dataset_dir(out, entry.name)
@@ -153,10 +177,13 @@ class Engine:
         started = time.perf_counter()
         units = self.converter.plan(limit_episodes)
         previous = self._existing_manifest(overwrite)
-        manifest = Manifest(dataset=self.entry.name, codebook=self.codebook.codebook_id,
-                            source=self.converter.source_info(),
-                            converter={"name": self.converter.name, "version": self.converter.version},
-                            metadata=self.converter.dataset_metadata())
+        manifest = Manifest(
+            dataset=self.entry.name,
+            codebook=self.codebook.codebook_id,
+            source=self.converter.source_info(),
+            converter={"name": self.converter.name, "version": self.converter.version},
+            metadata=self.converter.dataset_metadata(),
+        )
         quarantine = self._load_quarantine()
         self._remove_partials()
         planned = {f"data/{u.split}/{u.name}.parquet": u for u in units}
@@ -190,8 +217,15 @@ class Engine:
                     outcome: UnitOutcome = ray.get(done[0])
                 except Exception as e:  # noqa: BLE001 - a crashed unit is quarantined, the job goes on
                     n = unit.payload.get("end", 1) - unit.payload.get("start", 0)
-                    quarantine[unit.name] = [{"unit": unit.name, "location": unit.name, "stage": "convert",
-                                              "reason": f"converter crashed: {_short(e)}", "episodes": n}]
+                    quarantine[unit.name] = [
+                        {
+                            "unit": unit.name,
+                            "location": unit.name,
+                            "stage": "convert",
+                            "reason": f"converter crashed: {_short(e)}",
+                            "episodes": n,
+                        }
+                    ]
                 else:
                     if outcome.shard is not None:
                         manifest.add_shard(outcome.shard)
@@ -208,11 +242,19 @@ class Engine:
         splits = manifest.splits()
         records = [r for v in quarantine.values() for r in v]
         return RunSummary(
-            dataset=self.entry.name, root=self.root, units_total=len(units), units_converted=len(pending),
-            units_resumed=resumed, episodes=sum(s["episodes"] for s in splits.values()),
-            rows=sum(s["rows"] for s in splits.values()), bytes=sum(s.bytes for s in manifest.shards),
-            seconds=time.perf_counter() - started, quarantined_episodes=sum(r["episodes"] for r in records),
-            quarantine_by_stage=dict(Counter(r["stage"] for r in records)), notes=dict(notes))
+            dataset=self.entry.name,
+            root=self.root,
+            units_total=len(units),
+            units_converted=len(pending),
+            units_resumed=resumed,
+            episodes=sum(s["episodes"] for s in splits.values()),
+            rows=sum(s["rows"] for s in splits.values()),
+            bytes=sum(s.bytes for s in manifest.shards),
+            seconds=time.perf_counter() - started,
+            quarantined_episodes=sum(r["episodes"] for r in records),
+            quarantine_by_stage=dict(Counter(r["stage"] for r in records)),
+            notes=dict(notes),
+        )
 
     def _init_ray(self) -> None:
         import ray
@@ -226,8 +268,13 @@ class Engine:
             env["excludes"] = [".venv", ".git", "out", "tests"]
             ray.init(address=self.address, runtime_env=env, log_to_driver=False, logging_level="error")
         else:
-            ray.init(num_cpus=self.workers, runtime_env=env, include_dashboard=False, log_to_driver=False,
-                     logging_level="error")
+            ray.init(
+                num_cpus=self.workers,
+                runtime_env=env,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level="error",
+            )
 
     # -------------------------------------------------------------------------- bookkeeping
     def _load_quarantine(self) -> dict[str, list[dict]]:
@@ -247,8 +294,10 @@ class Engine:
     def _record(self, manifest: Manifest, quarantine: dict[str, list[dict]]) -> None:
         """Write quarantine.jsonl and manifest.json atomically (sorted: deterministic content)."""
         records = [r for unit in sorted(quarantine) for r in quarantine[unit]]
-        manifest.quarantine = {"episodes": sum(r["episodes"] for r in records),
-                               "by_stage": dict(Counter(r["stage"] for r in records))}
+        manifest.quarantine = {
+            "episodes": sum(r["episodes"] for r in records),
+            "by_stage": dict(Counter(r["stage"] for r in records)),
+        }
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / QUARANTINE_NAME
         tmp = partial_path(path)

@@ -44,7 +44,7 @@ ARM_RGB = (120, 120, 130)
 LIGHT_DIR = np.array([0.3, 0.2, 1.0]) / np.linalg.norm([0.3, 0.2, 1.0])
 
 GRIPPER_OPEN_WIDTH_M = 0.085
-FINGER_SIZE_M = (0.012, 0.02, 0.05)    # x, y, z of one finger pad
+FINGER_SIZE_M = (0.012, 0.02, 0.05)  # x, y, z of one finger pad
 PALM_SIZE_M = (0.03, 0.09, 0.04)
 
 
@@ -123,7 +123,10 @@ class Episode:
         return compose(invert_transform(self.T_base_cam(camera, step)), self.T_base_ee[step])
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
+WORLD_UP = np.array([0.0, 0.0, 1.0])
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = WORLD_UP) -> np.ndarray:
     """``T_base_cam`` of an OpenCV camera at ``eye`` looking at ``target`` with world ``up`` up."""
     z = target - eye
     z = z / np.linalg.norm(z)
@@ -182,7 +185,7 @@ def _smooth_path(keyframes: list[tuple[int, np.ndarray]], n_steps: int) -> np.nd
         for s in range(s0, min(s1, n_steps)):
             a = 0.5 - 0.5 * np.cos(np.pi * (s - s0) / max(s1 - s0, 1))
             out[s] = (1 - a) * v0 + a * v1
-    out[keyframes[-1][0]:] = keyframes[-1][1]
+    out[keyframes[-1][0] :] = keyframes[-1][1]
     return out
 
 
@@ -207,12 +210,30 @@ def make_episode(seed: int, index: int, num_steps: int = 100, cameras: tuple[Cam
     wobble = 0.05 * np.sin(np.linspace(0, 3 * np.pi, n) + rng.uniform(0, np.pi))
     R = euler_xyz_to_matrix(np.stack([np.pi + wobble, 0.5 * wobble, path[:, 3]], axis=1))
     T_base_ee = make_transform(R, path[:, :3])
-    colour = {v: k for k, v in {"red": (200, 40, 40), "blue": (40, 90, 200), "yellow": (230, 190, 30),
-                                "green": (40, 160, 70)}.items()}[target.rgb]
-    instructions = (f"pick up the {colour} {target.category}", f"grasp the {target.category} and lift it",
-                    f"lift the {colour} object off the table")
-    return Episode(index, T_base_ee, grip[:, 0], objects, cams, instructions, success=bool(rng.uniform() < 0.8),
-                   grasp_step=int(0.6 * n))
+    colour = {
+        v: k
+        for k, v in {
+            "red": (200, 40, 40),
+            "blue": (40, 90, 200),
+            "yellow": (230, 190, 30),
+            "green": (40, 160, 70),
+        }.items()
+    }[target.rgb]
+    instructions = (
+        f"pick up the {colour} {target.category}",
+        f"grasp the {target.category} and lift it",
+        f"lift the {colour} object off the table",
+    )
+    return Episode(
+        index,
+        T_base_ee,
+        grip[:, 0],
+        objects,
+        cams,
+        instructions,
+        success=bool(rng.uniform() < 0.8),
+        grasp_step=int(0.6 * n),
+    )
 
 
 # --------------------------------------------------------------------------------------- render

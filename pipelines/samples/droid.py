@@ -31,8 +31,11 @@ from schemas.geometry import euler_xyz_to_matrix, make_transform, transform_to_p
 
 DROID_VERSION = "1.0.1"
 VIEWS = ("exterior_1_left", "exterior_2_left", "wrist_left")
-SERIAL_KEYS = {"exterior_1_left": "ext1_cam_serial", "exterior_2_left": "ext2_cam_serial",
-               "wrist_left": "wrist_cam_serial"}
+SERIAL_KEYS = {
+    "exterior_1_left": "ext1_cam_serial",
+    "exterior_2_left": "ext2_cam_serial",
+    "wrist_left": "wrist_cam_serial",
+}
 PATH_PREFIX = "gs://xembodiment_data/r2d2/r2d2-data-full/"
 LAB = "SYNLAB"
 JPEG_QUALITY = 95
@@ -70,33 +73,57 @@ def droid_features():
     def vec(n: int) -> F.Tensor:
         return F.Tensor(shape=(n,), dtype=np.float64)
 
-    return F.FeaturesDict({
-        "steps": F.Dataset({
-            "observation": F.FeaturesDict({
-                "exterior_image_1_left": image(), "exterior_image_2_left": image(), "wrist_image_left": image(),
-                "cartesian_position": vec(6), "gripper_position": vec(1), "joint_position": vec(7),
-            }),
-            "action_dict": F.FeaturesDict({
-                "cartesian_position": vec(6), "cartesian_velocity": vec(6), "gripper_position": vec(1),
-                "gripper_velocity": vec(1), "joint_position": vec(7), "joint_velocity": vec(7),
-            }),
-            "action": vec(7),
-            "discount": F.Scalar(dtype=np.float32),
-            "reward": F.Scalar(dtype=np.float32),
-            "is_first": F.Scalar(dtype=np.bool_),
-            "is_last": F.Scalar(dtype=np.bool_),
-            "is_terminal": F.Scalar(dtype=np.bool_),
-            "language_instruction": F.Text(),
-            "language_instruction_2": F.Text(),
-            "language_instruction_3": F.Text(),
-        }),
-        "episode_metadata": F.FeaturesDict({
-            "file_path": F.Text(), "recording_folderpath": F.Text(), "building": F.Text(),
-            "collector_id": F.Text(), "date": F.Text(), "task_category": F.Text(),
-            "scene_id": F.Scalar(dtype=np.int64),
-            "extrinsics_exterior_cam_1": vec(6), "extrinsics_exterior_cam_2": vec(6), "extrinsics_wrist_cam": vec(6),
-        }),
-    })
+    return F.FeaturesDict(
+        {
+            "steps": F.Dataset(
+                {
+                    "observation": F.FeaturesDict(
+                        {
+                            "exterior_image_1_left": image(),
+                            "exterior_image_2_left": image(),
+                            "wrist_image_left": image(),
+                            "cartesian_position": vec(6),
+                            "gripper_position": vec(1),
+                            "joint_position": vec(7),
+                        }
+                    ),
+                    "action_dict": F.FeaturesDict(
+                        {
+                            "cartesian_position": vec(6),
+                            "cartesian_velocity": vec(6),
+                            "gripper_position": vec(1),
+                            "gripper_velocity": vec(1),
+                            "joint_position": vec(7),
+                            "joint_velocity": vec(7),
+                        }
+                    ),
+                    "action": vec(7),
+                    "discount": F.Scalar(dtype=np.float32),
+                    "reward": F.Scalar(dtype=np.float32),
+                    "is_first": F.Scalar(dtype=np.bool_),
+                    "is_last": F.Scalar(dtype=np.bool_),
+                    "is_terminal": F.Scalar(dtype=np.bool_),
+                    "language_instruction": F.Text(),
+                    "language_instruction_2": F.Text(),
+                    "language_instruction_3": F.Text(),
+                }
+            ),
+            "episode_metadata": F.FeaturesDict(
+                {
+                    "file_path": F.Text(),
+                    "recording_folderpath": F.Text(),
+                    "building": F.Text(),
+                    "collector_id": F.Text(),
+                    "date": F.Text(),
+                    "task_category": F.Text(),
+                    "scene_id": F.Scalar(dtype=np.int64),
+                    "extrinsics_exterior_cam_1": vec(6),
+                    "extrinsics_exterior_cam_2": vec(6),
+                    "extrinsics_wrist_cam": vec(6),
+                }
+            ),
+        }
+    )
 
 
 def _episode_names(seed: int, index: int, success: bool) -> tuple[str, str]:
@@ -105,7 +132,8 @@ def _episode_names(seed: int, index: int, success: bool) -> tuple[str, str]:
     day, hour, minute, sec = int(rng.integers(1, 28)), int(rng.integers(8, 19)), int(rng.integers(60)), index % 60
     user = f"{int(rng.integers(16**8)):08x}"
     eid = f"{LAB}+{user}+2023-07-{day:02d}-{hour:02d}h-{minute:02d}m-{sec:02d}s"
-    rel = f"{LAB}/{'success' if success else 'failure'}/2023-07-{day:02d}/Fri_Jul_{day:02d}_{hour:02d}:{minute:02d}:{sec:02d}_2023"
+    outcome = "success" if success else "failure"
+    rel = f"{LAB}/{outcome}/2023-07-{day:02d}/Fri_Jul_{day:02d}_{hour:02d}:{minute:02d}:{sec:02d}_2023"
     return eid, rel
 
 
@@ -133,35 +161,57 @@ def _episode_example(ep: Episode, seed: int, eid: str, rel: str, faults: DroidFa
     steps = []
     for s in range(T):
         obs = {"cartesian_position": pose6[s], "gripper_position": grip[s], "joint_position": joints[s]}
-        for view, key in (("exterior_1_left", "exterior_image_1_left"), ("exterior_2_left", "exterior_image_2_left"),
-                          ("wrist_left", "wrist_image_left")):
+        for view, key in (
+            ("exterior_1_left", "exterior_image_1_left"),
+            ("exterior_2_left", "exterior_image_2_left"),
+            ("wrist_left", "wrist_image_left"),
+        ):
             data = _jpeg(render(ep, cams[view], s))
             if (ep.index, s, view) in faults.corrupt_jpeg:
                 data = data[: len(data) // 3]  # cut mid-scan: no EOI marker
             obs[key] = io.BytesIO(data)  # TFDS stores file-like bytes as they are
-        steps.append({
-            "observation": obs,
-            "action_dict": {"cartesian_position": next_pose6[s], "cartesian_velocity": cart_vel[s],
-                            "gripper_position": next_grip[s], "gripper_velocity": np.clip((next_grip[s] - grip[s]) * ep.fps,
-                                                                                          -1, 1),
-                            "joint_position": joints[min(s + 1, T - 1)], "joint_velocity": np.zeros(7)},
-            "action": np.concatenate([next_pose6[s], next_grip[s]]),
-            "discount": 1.0, "reward": float(ep.success and s == T - 1),
-            "is_first": s == 0, "is_last": s == T - 1, "is_terminal": s == T - 1,
-            "language_instruction": ep.instructions[0], "language_instruction_2": ep.instructions[1],
-            "language_instruction_3": ep.instructions[2],
-        })
-    metadata = {"file_path": f"{PATH_PREFIX}{rel}/trajectory.h5", "recording_folderpath": f"{PATH_PREFIX}{rel}/recordings/MP4",
-                "building": "synthetic", "collector_id": eid.split("+")[1], "date": eid.split("+")[2][:10],
-                "task_category": "pick", "scene_id": int(seed * 1000 + ep.index)}
+        steps.append(
+            {
+                "observation": obs,
+                "action_dict": {
+                    "cartesian_position": next_pose6[s],
+                    "cartesian_velocity": cart_vel[s],
+                    "gripper_position": next_grip[s],
+                    "gripper_velocity": np.clip((next_grip[s] - grip[s]) * ep.fps, -1, 1),
+                    "joint_position": joints[min(s + 1, T - 1)],
+                    "joint_velocity": np.zeros(7),
+                },
+                "action": np.concatenate([next_pose6[s], next_grip[s]]),
+                "discount": 1.0,
+                "reward": float(ep.success and s == T - 1),
+                "is_first": s == 0,
+                "is_last": s == T - 1,
+                "is_terminal": s == T - 1,
+                "language_instruction": ep.instructions[0],
+                "language_instruction_2": ep.instructions[1],
+                "language_instruction_3": ep.instructions[2],
+            }
+        )
+    metadata = {
+        "file_path": f"{PATH_PREFIX}{rel}/trajectory.h5",
+        "recording_folderpath": f"{PATH_PREFIX}{rel}/recordings/MP4",
+        "building": "synthetic",
+        "collector_id": eid.split("+")[1],
+        "date": eid.split("+")[2][:10],
+        "task_category": "pick",
+        "scene_id": int(seed * 1000 + ep.index),
+    }
     metadata.update(_metadata_extrinsics(ep, seed, faults))
     return {"steps": steps, "episode_metadata": metadata}
 
 
 def _metadata_extrinsics(ep: Episode, seed: int, faults: DroidFaults) -> dict:
     """The 1.0.1 metadata calibrations: cam->base 6-vectors; exteriors noisy, wrist at step 0."""
-    keys = {"exterior_1_left": "extrinsics_exterior_cam_1", "exterior_2_left": "extrinsics_exterior_cam_2",
-            "wrist_left": "extrinsics_wrist_cam"}
+    keys = {
+        "exterior_1_left": "extrinsics_exterior_cam_1",
+        "exterior_2_left": "extrinsics_exterior_cam_2",
+        "wrist_left": "extrinsics_wrist_cam",
+    }
     if ep.index in faults.no_calibration:
         return {k: np.zeros(6) for k in keys.values()}
     rng = np.random.default_rng([seed, 30_000 + ep.index])
@@ -169,15 +219,17 @@ def _metadata_extrinsics(ep: Episode, seed: int, faults: DroidFaults) -> dict:
     for cam in ep.cameras:
         T = ep.T_base_cam(cam, 0)
         if not cam.is_wrist:
-            noise = make_transform(euler_xyz_to_matrix(rng.normal(scale=np.radians(0.3), size=3)),
-                                   rng.normal(scale=0.005, size=3))
+            noise = make_transform(
+                euler_xyz_to_matrix(rng.normal(scale=np.radians(0.3), size=3)), rng.normal(scale=0.005, size=3)
+            )
             T = T @ noise
         out[keys[cam.view]] = transform_to_pose6(T)
     return out
 
 
-def _write_calibration(root: Path, seed: int, episodes: list[Episode], eids: list[str], rels: list[str],
-                       faults: DroidFaults) -> None:
+def _write_calibration(
+    root: Path, seed: int, episodes: list[Episode], eids: list[str], rels: list[str], faults: DroidFaults
+) -> None:
     cam2base, superset, intrinsics, serials, id_to_path, keep_ranges = {}, {}, {}, {}, {}, {}
     for ep, eid, rel in zip(episodes, eids, rels, strict=True):
         cams = {c.view: c for c in ep.cameras}
@@ -189,8 +241,11 @@ def _write_calibration(root: Path, seed: int, episodes: list[Episode], eids: lis
             continue
         suffix = "" if ep.index % 2 == 0 else "_left"
         ext1, ext2 = cams["exterior_1_left"], cams["exterior_2_left"]
-        cam2base[eid] = {f"{ext1.serial}{suffix}": transform_to_pose6(ext1.T_base_cam).tolist(),
-                         "quality_metric": 0.93, "metric_type": "reprojection"}
+        cam2base[eid] = {
+            f"{ext1.serial}{suffix}": transform_to_pose6(ext1.T_base_cam).tolist(),
+            "quality_metric": 0.93,
+            "metric_type": "reprojection",
+        }
         superset[eid] = {}
         for cam in (ext1, ext2):
             superset[eid][f"{cam.serial}{suffix}"] = transform_to_pose6(cam.T_base_cam).tolist()
@@ -200,18 +255,33 @@ def _write_calibration(root: Path, seed: int, episodes: list[Episode], eids: lis
         for cam in ep.cameras:
             K = cam.K_full
             values = [K[0, 0], K[0, 2], K[1, 1], K[1, 2]]  # KarlP order: fx, cx, fy, cy
-            intrinsics[eid][cam.serial] = (values if ep.index % 2 == 0 else
-                                           {"cameraMatrix": values, "width": cam.full_wh[0], "height": cam.full_wh[1]})
-    files = {"cam2base_extrinsics.json": cam2base, "cam2base_extrinsic_superset.json": superset,
-             "intrinsics.json": intrinsics, "camera_serials.json": serials, "episode_id_to_path.json": id_to_path,
-             "keep_ranges_1_0_1.json": keep_ranges}
+            intrinsics[eid][cam.serial] = (
+                values
+                if ep.index % 2 == 0
+                else {"cameraMatrix": values, "width": cam.full_wh[0], "height": cam.full_wh[1]}
+            )
+    files = {
+        "cam2base_extrinsics.json": cam2base,
+        "cam2base_extrinsic_superset.json": superset,
+        "intrinsics.json": intrinsics,
+        "camera_serials.json": serials,
+        "episode_id_to_path.json": id_to_path,
+        "keep_ranges_1_0_1.json": keep_ranges,
+    }
     root.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (root / name).write_text(json.dumps(data, indent=1))
 
 
-def write_droid_sample(out: str | Path, *, seed: int = 0, num_episodes: int = 8, num_steps: int = 100,
-                       episodes_per_shard: int = 2, faults: DroidFaults = DroidFaults()) -> DroidSample:
+def write_droid_sample(
+    out: str | Path,
+    *,
+    seed: int = 0,
+    num_episodes: int = 8,
+    num_steps: int = 100,
+    episodes_per_shard: int = 2,
+    faults: DroidFaults = DroidFaults(),
+) -> DroidSample:
     """Write ``num_episodes`` synthetic episodes as DROID RLDS + calibration files under ``out``."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
@@ -234,12 +304,23 @@ def write_droid_sample(out: str | Path, *, seed: int = 0, num_episodes: int = 8,
         shard_lengths.append(len(members))
         num_bytes += os.path.getsize(path)
     template = tfds.core.ShardedFileTemplate(
-        data_dir=tfds_dir, template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}", dataset_name="droid",
-        split="train", filetype_suffix="tfrecord")
-    split = tfds.core.SplitInfo(name="train", shard_lengths=shard_lengths, num_bytes=num_bytes, filename_template=template)
-    tfds.folder_dataset.write_metadata(data_dir=tfds_dir, features=features, split_infos=[split],
-                                       filename_template=template, version=DROID_VERSION, check_data=True,
-                                       description="posetok synthetic sample in DROID RLDS format")
+        data_dir=tfds_dir,
+        template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
+        dataset_name="droid",
+        split="train",
+        filetype_suffix="tfrecord",
+    )
+    split = tfds.core.SplitInfo(
+        name="train", shard_lengths=shard_lengths, num_bytes=num_bytes, filename_template=template
+    )
+    tfds.folder_dataset.write_metadata(
+        data_dir=tfds_dir,
+        features=features,
+        split_infos=[split],
+        filename_template=template,
+        version=DROID_VERSION,
+        check_data=True,
+        description="posetok synthetic sample in DROID RLDS format",
+    )
     _write_calibration(root / "calibration", seed, episodes, eids, rels, faults)
     return DroidSample(root, tfds_dir, episodes, eids)
-
