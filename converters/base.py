@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import pyarrow as pa
 
 from schemas.catalog import DatasetEntry
@@ -23,6 +24,7 @@ from schemas.tokenizer import Codebook
 # catalog `converter` name -> "module:Class"
 REGISTRY = {
     "droid": "converters.droid:DroidConverter",
+    "libero": "converters.libero:LiberoConverter",
 }
 
 
@@ -88,7 +90,27 @@ def load_converter(entry: DatasetEntry, source: Path, options: dict | None = Non
     return getattr(importlib.import_module(module), cls)(entry, Path(source), {**entry.options, **(options or {})})
 
 
+# ------------------------------------------------------------------------------ shared images
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    """JPEG bytes of an RGB uint8 image (for sources that store raw arrays or must be re-encoded)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
 # ------------------------------------------------------------------------------ shared checks
+def require(group, key: str):
+    """``group[key]`` for HDF5-like groups, with a KeyError that names the full missing path."""
+    try:
+        return group[key]
+    except KeyError:
+        raise KeyError(f"missing {getattr(group, 'name', '')}/{key}") from None
+
+
+
 def jpeg_size(data: bytes) -> tuple[int, int]:
     """``(width, height)`` from a JPEG's SOF header, without decoding; raises ``ValueError`` naming
     what is wrong for bytes that are not a complete JPEG (no SOI/EOI marker, no frame header)."""

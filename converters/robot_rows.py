@@ -57,6 +57,7 @@ class EpisodeInput:
     action: np.ndarray | None = None  # (T, A)
     embodiment: str | None = None
     keep_steps: np.ndarray | None = None  # steps that become rows (default: all)
+    ref_frame: str = "robot_base"  # the frame T_base_ee and T_base_cam are expressed in
 
 
 def waypoint_offsets(fps: float, count: int, spacing_s: float) -> list[int]:
@@ -223,7 +224,7 @@ def episode_rows(ep: EpisodeInput, codebook: Codebook, offsets: list[int], count
         "width": pa.array(width, type=pa.int32()),
         "K": fixed_list(np.stack([np.asarray(views[v].K).reshape(9) for v in vidx]), pa.float64()),
         "T_ref_cam": fixed_list(T_ref, pa.float64(), valid=has_pose),
-        "ref_frame": pa.array(np.where(has_pose, "robot_base", None).tolist(), type=pa.string()),
+        "ref_frame": pa.array(np.where(has_pose, ep.ref_frame, None).tolist(), type=pa.string()),
         "depth": pa.nulls(n, DEPTH_TYPE),
         "instruction": repeated_list(instructions, pa.string(), n),
         "objects": list_of(pa.array([], type=OBJECT_TYPE), np.zeros(n, dtype=np.int64)),

@@ -136,28 +136,48 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = WORLD_UP) -> n
     return make_transform(np.stack([x, y, z], axis=1), eye)
 
 
+def _camera_poses(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``T_base_cam`` of the two exterior cameras (left / right of the table) and ``T_ee_cam`` of
+    the wrist camera: behind the gripper (-x of the EE, perpendicular to the fingers), looking
+    along the approach (+z of the EE), pitched so the fingers sit in the lower part of the image."""
+    target = np.array([0.5, 0.0, 0.05])
+    ext1 = look_at(np.array([0.3, 0.42, 0.36]) + rng.uniform(-0.04, 0.04, 3), target + rng.uniform(-0.04, 0.04, 3))
+    ext2 = look_at(np.array([0.3, -0.42, 0.36]) + rng.uniform(-0.04, 0.04, 3), target + rng.uniform(-0.04, 0.04, 3))
+    T_ee_cam = make_transform(euler_xyz_to_matrix(np.array([-0.45, 0.0, -np.pi / 2])), np.array([-0.14, 0.0, -0.1]))
+    return ext1, ext2, T_ee_cam
+
+
+def _serial(rng: np.random.Generator) -> str:
+    return str(rng.integers(10_000_000, 40_000_000))
+
+
 def droid_cameras(rng: np.random.Generator, width: int = 320, height: int = 180) -> tuple[Camera, ...]:
-    """Two exterior cameras left/right of the table and a wrist camera, ZED-like intrinsics at
-    1280x720 (the resolution DROID's calibration files describe), stored at ``width x height``."""
+    """Two exterior cameras and a wrist camera with ZED-like intrinsics at 1280x720 (the
+    resolution DROID's calibration files describe), stored at ``width x height``. Order:
+    (primary exterior, secondary exterior, wrist) - every writer maps these three roles."""
 
     def zed_K() -> np.ndarray:
         f = rng.uniform(520, 540)
         return intrinsics_matrix(f, f * rng.uniform(0.998, 1.002), 640 + rng.uniform(-8, 8), 360 + rng.uniform(-6, 6))
 
-    def serial() -> str:
-        return str(rng.integers(10_000_000, 40_000_000))
-
-    target = np.array([0.5, 0.0, 0.05])
-    ext1 = look_at(np.array([0.3, 0.42, 0.36]) + rng.uniform(-0.04, 0.04, 3), target + rng.uniform(-0.04, 0.04, 3))
-    ext2 = look_at(np.array([0.3, -0.42, 0.36]) + rng.uniform(-0.04, 0.04, 3), target + rng.uniform(-0.04, 0.04, 3))
-    # Wrist camera: behind the gripper (-x of the EE, perpendicular to the fingers), looking along
-    # the approach (+z of the EE), image "down" towards the gripper axis, pitched so the fingers
-    # sit in the lower part of the picture.
-    T_ee_cam = make_transform(euler_xyz_to_matrix(np.array([-0.45, 0.0, -np.pi / 2])), np.array([-0.14, 0.0, -0.1]))
+    ext1, ext2, T_ee_cam = _camera_poses(rng)
     return (
-        Camera("exterior_1_left", serial(), zed_K(), (1280, 720), width, height, T_base_cam=ext1),
-        Camera("exterior_2_left", serial(), zed_K(), (1280, 720), width, height, T_base_cam=ext2),
-        Camera("wrist_left", serial(), zed_K(), (1280, 720), width, height, T_ee_cam=T_ee_cam),
+        Camera("exterior_1_left", _serial(rng), zed_K(), (1280, 720), width, height, T_base_cam=ext1),
+        Camera("exterior_2_left", _serial(rng), zed_K(), (1280, 720), width, height, T_base_cam=ext2),
+        Camera("wrist_left", _serial(rng), zed_K(), (1280, 720), width, height, T_ee_cam=T_ee_cam),
+    )
+
+
+def ideal_cameras(rng: np.random.Generator, width: int, height: int, fovy_deg: float = 75.0) -> tuple[Camera, ...]:
+    """The same three roles with ideal pinhole intrinsics (square pixels, centred principal point
+    ``c = (size - 1) / 2``), as simulators (MuJoCo, SAPIEN) describe cameras by ``fovy`` alone."""
+    f = 0.5 * height / np.tan(np.radians(fovy_deg) / 2)
+    K = intrinsics_matrix(f, f, (width - 1) / 2, (height - 1) / 2)
+    ext1, ext2, T_ee_cam = _camera_poses(rng)
+    return (
+        Camera("exterior_1", _serial(rng), K, (width, height), width, height, T_base_cam=ext1),
+        Camera("exterior_2", _serial(rng), K, (width, height), width, height, T_base_cam=ext2),
+        Camera("wrist", _serial(rng), K, (width, height), width, height, T_ee_cam=T_ee_cam),
     )
 
 

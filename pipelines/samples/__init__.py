@@ -10,9 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.samples.droid import write_droid_sample
+from pipelines.samples.libero import write_libero_sample
 
 SAMPLES: dict[str, Callable[..., object]] = {
     "droid": write_droid_sample,
+    "libero_spatial": write_libero_sample,
 }
 COMPLETE_MARKER = ".posetok-sample-complete"
 
