@@ -25,6 +25,7 @@ from schemas.tokenizer import Codebook
 REGISTRY = {
     "droid": "converters.droid:DroidConverter",
     "libero": "converters.libero:LiberoConverter",
+    "robotwin": "converters.robotwin:RobotwinConverter",
 }
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 
 from pipelines.samples.droid import write_droid_sample
 from pipelines.samples.libero import write_libero_sample
+from pipelines.samples.robotwin import write_robotwin_sample
 
 SAMPLES: dict[str, Callable[..., object]] = {
     "droid": write_droid_sample,
     "libero_spatial": write_libero_sample,
+    "robotwin2": write_robotwin_sample,
 }
 COMPLETE_MARKER = ".posetok-sample-complete"
 
