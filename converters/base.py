@@ -26,6 +26,7 @@ REGISTRY = {
     "droid": "converters.droid:DroidConverter",
     "libero": "converters.libero:LiberoConverter",
     "robotwin": "converters.robotwin:RobotwinConverter",
+    "lerobot": "converters.lerobot:LerobotConverter",
 }
 
 

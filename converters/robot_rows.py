@@ -37,7 +37,7 @@ class ViewTrack:
     (uncalibrated: rows carry the image and K but no poses). ``images[t]`` are encoded bytes."""
 
     view: str
-    K: np.ndarray
+    K: np.ndarray | None                     # None when the source has no intrinsics (rows without poses)
     width: int
     height: int
     images: list[bytes]
@@ -97,7 +97,7 @@ def _collect(ep: EpisodeInput, steps: np.ndarray, offsets: list[int]) -> tuple[_
     n_views = len(ep.views)
     ego_parts, wp_parts = [], []
     for vi, view in enumerate(ep.views):
-        if view.T_base_cam is None:
+        if view.T_base_cam is None or view.K is None:
             continue
         T_cam_base = np.linalg.inv(view.T_base_cam[steps])  # (S, 4, 4)
         rows = np.arange(len(steps)) * n_views + vi
@@ -191,7 +191,8 @@ def episode_rows(ep: EpisodeInput, codebook: Codebook, offsets: list[int], count
     height = np.array([views[v].height for v in vidx])
     ego, wps = _collect(ep, steps, offsets)
 
-    calibrated = np.array([v.T_base_cam is not None for v in views])
+    calibrated = np.array([v.T_base_cam is not None and v.K is not None for v in views])
+    has_K = np.array([views[v].K is not None for v in vidx])
     T_ref = np.zeros((n, 16))
     for vi, view in enumerate(views):
         if view.T_base_cam is not None:
@@ -222,7 +223,8 @@ def episode_rows(ep: EpisodeInput, codebook: Codebook, offsets: list[int], count
         ),
         "height": pa.array(height, type=pa.int32()),
         "width": pa.array(width, type=pa.int32()),
-        "K": fixed_list(np.stack([np.asarray(views[v].K).reshape(9) for v in vidx]), pa.float64()),
+        "K": fixed_list(np.stack([np.zeros(9) if views[v].K is None else np.asarray(views[v].K).reshape(9)
+                                  for v in vidx]), pa.float64(), valid=has_K),
         "T_ref_cam": fixed_list(T_ref, pa.float64(), valid=has_pose),
         "ref_frame": pa.array(np.where(has_pose, ep.ref_frame, None).tolist(), type=pa.string()),
         "depth": pa.nulls(n, DEPTH_TYPE),

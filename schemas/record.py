@@ -82,7 +82,7 @@ RECORD_SCHEMA = pa.schema([
     pa.field("image", IMAGE_TYPE),
     pa.field("height", pa.int32(), nullable=False),
     pa.field("width", pa.int32(), nullable=False),
-    pa.field("K", _vec(pa.float64(), 9), nullable=False),
+    pa.field("K", _vec(pa.float64(), 9)),       # null when the source has no intrinsics (then no poses)
     pa.field("T_ref_cam", _vec(pa.float64(), 16)),
     pa.field("ref_frame", pa.string()),
     pa.field("depth", DEPTH_TYPE),
@@ -176,8 +176,9 @@ def _row_problems(rows: np.ndarray, ids: list[str], column: str, message: str) -
     return [Problem(int(r), ids[int(r)], column, message) for r in np.unique(rows)]
 
 
-def _check_intrinsics(K: np.ndarray, ids: list[str]) -> list[Problem]:
-    K = K.reshape(-1, 3, 3)
+def _check_intrinsics(K: np.ndarray, ids: list[str], present: np.ndarray) -> list[Problem]:
+    """K rows that are present must be finite, upper-triangular with K[2,2] = 1, positive focals."""
+    K = np.where(present[:, None], K, np.eye(3).reshape(1, 9)).reshape(-1, 3, 3)
     problems = []
     bad = ~np.all(np.isfinite(K), axis=(1, 2))
     problems += _row_problems(np.flatnonzero(bad), ids, "K", "non-finite value")
@@ -231,7 +232,13 @@ def find_problems(table: pa.Table) -> list[Problem]:
         return problems  # value checks assume the declared types
     ids = table.column("sample_id").to_pylist()
     K = _fixed_matrix(table.column("K"), 9)
-    problems += _check_intrinsics(K, ids)
+    has_K = table.column("K").is_valid().to_numpy(zero_copy_only=False)
+    problems += _check_intrinsics(K, ids, has_K)
+    for column in POSE_LIST_COLUMNS:
+        counts = pc.list_value_length(table.column(column)).to_numpy(zero_copy_only=False)
+        posed = np.nan_to_num(counts.astype(float)) > 0
+        problems += _row_problems(np.flatnonzero(posed & ~has_K), ids, column,
+                                  "poses need intrinsics: K is null in this row")
     kinds = table.column("kind").to_numpy(zero_copy_only=False)
     problems += _row_problems(np.flatnonzero(~np.isin(kinds, KINDS)), ids, "kind", f"must be one of {KINDS}")
     T = _fixed_matrix(table.column("T_ref_cam"), 16)

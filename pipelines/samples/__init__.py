@@ -7,9 +7,11 @@ when no source is given.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from pipelines.samples.droid import write_droid_sample
+from pipelines.samples.lerobot import write_lerobot_sample
 from pipelines.samples.libero import write_libero_sample
 from pipelines.samples.robotwin import write_robotwin_sample
 
@@ -17,6 +19,8 @@ SAMPLES: dict[str, Callable[..., object]] = {
     "droid": write_droid_sample,
     "libero_spatial": write_libero_sample,
     "robotwin2": write_robotwin_sample,
+    "lerobot_demo": write_lerobot_sample,
+    "lerobot_demo_v21": partial(write_lerobot_sample, version="v2.1"),
 }
 COMPLETE_MARKER = ".posetok-sample-complete"
 
