@@ -27,6 +27,7 @@ REGISTRY = {
     "libero": "converters.libero:LiberoConverter",
     "robotwin": "converters.robotwin:RobotwinConverter",
     "lerobot": "converters.lerobot:LerobotConverter",
+    "oxe_rlds": "converters.oxe_rlds:OxeRldsConverter",
 }
 
 
@@ -111,6 +112,23 @@ def require(group, key: str):
     except KeyError:
         raise KeyError(f"missing {getattr(group, 'name', '')}/{key}") from None
 
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` from a PNG's IHDR chunk; ValueError for a truncated or foreign file."""
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG (bad signature or no IHDR chunk)")
+    if b"IEND" not in data[-12:]:
+        raise ValueError(f"PNG truncated (no IEND chunk; {len(data)} bytes)")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` of encoded JPEG or PNG bytes, from their headers (no decoding)."""
+    return png_size(data) if data[:8] == PNG_SIGNATURE else jpeg_size(data)
 
 
 def jpeg_size(data: bytes) -> tuple[int, int]:

@@ -36,7 +36,6 @@ guessed. Steps are read as whole tensors per episode, batched inside the tf.data
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -45,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, jpeg_size
+from converters.rlds import RldsSource
 from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows, waypoint_offsets
 from schemas.catalog import DatasetEntry
 from schemas.geometry import compose, intrinsics_matrix, invert_transform, pose6_to_transform, resize_intrinsics
@@ -72,18 +72,6 @@ CALIBRATION_FILES = (
     "episode_id_to_path.json",
     "keep_ranges_1_0_1.json",
 )
-
-
-def find_tfds_dir(source: Path) -> Path:
-    """The folder holding ``dataset_info.json``: ``source`` itself or the newest version below it."""
-    if (source / "dataset_info.json").is_file():
-        return source
-    found = sorted(source.glob("**/dataset_info.json"))
-    if not found:
-        raise FileNotFoundError(
-            f"{source}: no RLDS dataset found (expected <source>/droid/<version>/dataset_info.json)"
-        )
-    return found[-1].parent
 
 
 def episode_path(file_path: str) -> str:
@@ -135,13 +123,11 @@ class DroidConverter:
     version = VERSION
 
     def __init__(self, entry: DatasetEntry, source: Path, options: dict):
-        import tensorflow_datasets as tfds
-
         self.entry = entry
         self.source = source
         self.options = options
-        self.tfds_dir = find_tfds_dir(source)
-        self.builder = tfds.builder_from_directory(str(self.tfds_dir))
+        self.rlds = RldsSource(source)
+        self.tfds_dir = self.rlds.tfds_dir
         calib = options.get("calibration_dir")
         calib_dir = Path(calib) if calib else source / "calibration"
         self.calibration = Calibration(calib_dir if calib_dir.is_dir() else None)
@@ -154,29 +140,14 @@ class DroidConverter:
     # ----------------------------------------------------------------------------- planning
     def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
         """One unit per TFDS shard file of the train split (truncated by ``limit_episodes``)."""
-        lengths = self.builder.info.splits["train"].shard_lengths
-        units, start = [], 0
-        for index, n in enumerate(lengths):
-            end = start + n
-            if limit_episodes is not None:
-                end = min(end, limit_episodes)
-            if end <= start:
-                break
-            shard_file = f"{self.builder.name}-train.tfrecord-{index:05d}-of-{len(lengths):05d}"
-            units.append(
-                WorkUnit(f"train-{start:06d}-{end:06d}", "train", {"start": start, "end": end, "file": shard_file})
-            )
-            start += n
-        return units
+        return self.rlds.shard_units(limit_episodes)
 
     def source_info(self) -> dict:
-        listing = sorted((p.name, p.stat().st_size) for p in self.tfds_dir.iterdir() if p.is_file())
-        digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
         return {
             "path": str(self.source),
             "tfds_dir": str(self.tfds_dir),
-            "version": str(self.builder.info.version),
-            "listing_sha256": digest,
+            "version": self.rlds.version,
+            "listing_sha256": self.rlds.listing_sha256(),
             "calibration_dir": str(self.calibration.folder) if self.calibration.folder else None,
         }
 
@@ -197,52 +168,14 @@ class DroidConverter:
         }
 
     # ------------------------------------------------------------------------------ reading
-    def _episodes(self, unit: WorkUnit):
-        import tensorflow as tf
-        import tensorflow_datasets as tfds
-
-        skip = {key: tfds.decode.SkipDecoding() for key, *_ in VIEWS}
-        ds = self.builder.as_dataset(
-            split=f"train[{unit.payload['start']}:{unit.payload['end']}]",
-            decoders={"steps": {"observation": skip}},
-            shuffle_files=False,
-            read_config=tfds.ReadConfig(interleave_cycle_length=1),
-        )
-
-        @tf.autograph.experimental.do_not_convert
-        def whole_episode(episode):
-            return {"meta": episode["episode_metadata"], "steps": episode["steps"].batch(1 << 30).get_single_element()}
-
-        return ds.map(whole_episode).as_numpy_iterator()
-
     def convert_unit(self, unit: WorkUnit, codebook: Codebook, stats: UnitStats) -> Iterator[EpisodeRows | Rejected]:
-        import tensorflow as tf
-
-        done = 0
-        total = unit.payload["end"] - unit.payload["start"]
-        iterator = self._episodes(unit)
-        while done < total:
-            try:
-                episode = next(iterator)
-            except StopIteration:
-                break
-            except tf.errors.OpError as e:
-                yield Rejected(
-                    f"{self.tfds_dir / unit.payload['file']}",
-                    "read",
-                    f"unreadable after episode {done} of this shard ({type(e).__name__}: "
-                    f"{e.message.strip()}); {total - done} episode(s) lost",
-                    episodes=total - done,
-                )
-                return
-            index = unit.payload["start"] + done
-            done += 1
-            yield self._convert_episode(episode, index, codebook, stats)
+        for item in self.rlds.episodes(unit, [key for key, *_ in VIEWS]):
+            yield item if isinstance(item, Rejected) else self._convert_episode(item[1], item[0], codebook, stats)
 
     def _convert_episode(
         self, episode: dict, index: int, codebook: Codebook, stats: UnitStats
     ) -> EpisodeRows | Rejected:
-        meta, steps = episode["meta"], episode["steps"]
+        meta, steps = episode["episode_metadata"], episode["steps"]
         file_path = meta["file_path"].decode()
         rel = episode_path(file_path)
         eid = self.calibration.path_to_id.get(rel, rel)

@@ -72,8 +72,10 @@ def draw_row(row: dict, book: Codebook) -> np.ndarray:
     """The row's image (RGB, upscaled) with its decoded tokens drawn on it."""
     img = cv2.imdecode(np.frombuffer(row["image"]["bytes"], np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
     img = np.ascontiguousarray(cv2.resize(img, None, fx=SCALE, fy=SCALE, interpolation=cv2.INTER_LINEAR))
-    K = np.array(row["K"]).reshape(3, 3)
     poses = decode_view(book, row["tokens"], row["width"], row["height"])
+    K = None if row["K"] is None else np.array(row["K"]).reshape(3, 3)
+    if K is None:  # no intrinsics: the source row carries no poses to draw
+        poses = []
     n_objects = sum(1 for p in poses if p.size is not None)
     for pose in poses[:n_objects]:
         draw_object(img, pose, K)

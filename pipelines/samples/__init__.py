@@ -13,6 +13,7 @@ from pathlib import Path
 from pipelines.samples.droid import write_droid_sample
 from pipelines.samples.lerobot import write_lerobot_sample
 from pipelines.samples.libero import write_libero_sample
+from pipelines.samples.oxe import LAYOUTS, write_oxe_sample
 from pipelines.samples.robotwin import write_robotwin_sample
 
 SAMPLES: dict[str, Callable[..., object]] = {
@@ -21,6 +22,7 @@ SAMPLES: dict[str, Callable[..., object]] = {
     "robotwin2": write_robotwin_sample,
     "lerobot_demo": write_lerobot_sample,
     "lerobot_demo_v21": partial(write_lerobot_sample, version="v2.1"),
+    **{name: partial(write_oxe_sample, dataset=name) for name in LAYOUTS},
 }
 COMPLETE_MARKER = ".posetok-sample-complete"
 

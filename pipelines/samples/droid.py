@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from pipelines.samples.rlds import chunks, write_rlds
 from pipelines.synthetic_world import Episode, make_episode, render
 from schemas.geometry import euler_xyz_to_matrix, make_transform, transform_to_pose6
 
@@ -283,44 +283,13 @@ def write_droid_sample(
     faults: DroidFaults = DroidFaults(),
 ) -> DroidSample:
     """Write ``num_episodes`` synthetic episodes as DROID RLDS + calibration files under ``out``."""
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
     root = Path(out)
     tfds_dir = root / "droid" / DROID_VERSION
-    tfds_dir.mkdir(parents=True, exist_ok=True)
-    features = droid_features()
     episodes = [make_episode(seed, i, num_steps) for i in range(num_episodes)]
     names = [_episode_names(seed, ep.index, ep.success) for ep in episodes]
     eids, rels = [n[0] for n in names], [n[1] for n in names]
-    n_shards = -(-num_episodes // episodes_per_shard)
-    shard_lengths, num_bytes = [], 0
-    for shard in range(n_shards):
-        path = tfds_dir / f"droid-train.tfrecord-{shard:05d}-of-{n_shards:05d}"
-        members = range(shard * episodes_per_shard, min((shard + 1) * episodes_per_shard, num_episodes))
-        with tf.io.TFRecordWriter(str(path)) as writer:
-            for i in members:
-                writer.write(features.serialize_example(_episode_example(episodes[i], seed, eids[i], rels[i], faults)))
-        shard_lengths.append(len(members))
-        num_bytes += os.path.getsize(path)
-    template = tfds.core.ShardedFileTemplate(
-        data_dir=tfds_dir,
-        template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
-        dataset_name="droid",
-        split="train",
-        filetype_suffix="tfrecord",
-    )
-    split = tfds.core.SplitInfo(
-        name="train", shard_lengths=shard_lengths, num_bytes=num_bytes, filename_template=template
-    )
-    tfds.folder_dataset.write_metadata(
-        data_dir=tfds_dir,
-        features=features,
-        split_infos=[split],
-        filename_template=template,
-        version=DROID_VERSION,
-        check_data=True,
-        description="posetok synthetic sample in DROID RLDS format",
-    )
+    write_rlds(tfds_dir, "droid", DROID_VERSION, droid_features(), chunks(range(num_episodes), episodes_per_shard),
+               lambda i: _episode_example(episodes[i], seed, eids[i], rels[i], faults),
+               "posetok synthetic sample in DROID RLDS format")
     _write_calibration(root / "calibration", seed, episodes, eids, rels, faults)
     return DroidSample(root, tfds_dir, episodes, eids)
