@@ -105,12 +105,20 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
 
 
 # ------------------------------------------------------------------------------ shared checks
+class MissingKeyError(KeyError):
+    """A required key is absent from a source file; ``str()`` is the plain message."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def require(group, key: str):
     """``group[key]`` for HDF5-like groups, with a KeyError that names the full missing path."""
     try:
         return group[key]
     except KeyError:
-        raise KeyError(f"missing {getattr(group, 'name', '')}/{key}") from None
+        parent = getattr(group, "name", "").rstrip("/")
+        raise MissingKeyError(f"missing {parent}/{key}") from None
 
 
 

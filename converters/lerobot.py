@@ -92,8 +92,10 @@ def decode_at_timestamps(path: Path, start_s: float, timestamps: np.ndarray) -> 
                 found[i] = frame.to_ndarray(format="rgb24")
     missing = [float(wanted[i]) for i in range(len(wanted)) if i not in found]
     if missing:
-        raise ValueError(f"{path.name}: no video frame within {TIMESTAMP_TOLERANCE_S * 1e3:.0f} ms of "
-                         f"{len(missing)} timestamp(s), first {missing[0]:.4f} s")
+        raise ValueError(
+            f"{path.name}: no video frame within {TIMESTAMP_TOLERANCE_S * 1e3:.0f} ms of "
+            f"{len(missing)} timestamp(s), first {missing[0]:.4f} s"
+        )
     return [found[i] for i in range(len(wanted))]
 
 
@@ -125,8 +127,9 @@ class LerobotConverter:
     def _episodes(self) -> list[dict]:
         if self.codebase == "v3.0":
             files = sorted((self.root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
-            return sorted(pa.concat_tables([pq.read_table(f) for f in files]).to_pylist(),
-                          key=lambda e: e["episode_index"])
+            return sorted(
+                pa.concat_tables([pq.read_table(f) for f in files]).to_pylist(), key=lambda e: e["episode_index"]
+            )
         lines = (self.root / "meta" / "episodes.jsonl").read_text().splitlines()
         return sorted((json.loads(x) for x in lines if x.strip()), key=lambda e: e["episode_index"])
 
@@ -141,43 +144,57 @@ class LerobotConverter:
     def _data_path(self, ep: dict) -> Path:
         chunks = int(self.info.get("chunks_size", 1000))
         if self.codebase == "v3.0":
-            return self.root / self.info["data_path"].format(chunk_index=ep["data/chunk_index"],
-                                                             file_index=ep["data/file_index"])
-        return self.root / self.info["data_path"].format(episode_chunk=ep["episode_index"] // chunks,
-                                                         episode_index=ep["episode_index"])
+            return self.root / self.info["data_path"].format(
+                chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"]
+            )
+        return self.root / self.info["data_path"].format(
+            episode_chunk=ep["episode_index"] // chunks, episode_index=ep["episode_index"]
+        )
 
     def _video(self, ep: dict, key: str) -> tuple[Path, float]:
         """(mp4 path, start of this episode inside it [s])."""
         chunks = int(self.info.get("chunks_size", 1000))
         if self.codebase == "v3.0":
-            path = self.info["video_path"].format(video_key=key, chunk_index=ep[f"videos/{key}/chunk_index"],
-                                                  file_index=ep[f"videos/{key}/file_index"])
+            path = self.info["video_path"].format(
+                video_key=key, chunk_index=ep[f"videos/{key}/chunk_index"], file_index=ep[f"videos/{key}/file_index"]
+            )
             return self.root / path, float(ep[f"videos/{key}/from_timestamp"])
-        path = self.info["video_path"].format(episode_chunk=ep["episode_index"] // chunks, video_key=key,
-                                              episode_index=ep["episode_index"])
+        path = self.info["video_path"].format(
+            episode_chunk=ep["episode_index"] // chunks, video_key=key, episode_index=ep["episode_index"]
+        )
         return self.root / path, 0.0
 
     def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
         """One unit per episode."""
         eps = self.episodes[:limit_episodes] if limit_episodes is not None else self.episodes
-        return [WorkUnit(f"episode_{e['episode_index']:06d}", "train", {"episode_index": e["episode_index"]})
-                for e in eps]
+        return [
+            WorkUnit(f"episode_{e['episode_index']:06d}", "train", {"episode_index": e["episode_index"]}) for e in eps
+        ]
 
     def source_info(self) -> dict:
         listing = sorted((str(p.relative_to(self.root)), p.stat().st_size) for p in self.root.rglob("*") if p.is_file())
-        return {"path": str(self.source), "version": f"LeRobotDataset {self.codebase}",
-                "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest()}
+        return {
+            "path": str(self.source),
+            "version": f"LeRobotDataset {self.codebase}",
+            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
+        }
 
     def dataset_metadata(self) -> dict:
         features = self.info.get("features", {})
         state_col, action_col = self.options.get("state_column"), self.options.get("action_column")
-        return {"fps": self.fps, "embodiment": self.entry.embodiment, "codebase_version": self.codebase,
-                "state_names": features.get(state_col, {}).get("names") if state_col else None,
-                "action_names": features.get(action_col, {}).get("names") if action_col else None,
-                "state_source_column": state_col, "action_source_column": action_col,
-                "pose_mapping": {k: self.options.get(k) for k in ("ee_pose", "gripper", "cameras")},
-                "image_encoding": f"JPEG quality {self.quality}, decoded from the source videos by timestamp",
-                "views": list(self.cameras), "waypoint_offsets_steps": self.offsets}
+        return {
+            "fps": self.fps,
+            "embodiment": self.entry.embodiment,
+            "codebase_version": self.codebase,
+            "state_names": features.get(state_col, {}).get("names") if state_col else None,
+            "action_names": features.get(action_col, {}).get("names") if action_col else None,
+            "state_source_column": state_col,
+            "action_source_column": action_col,
+            "pose_mapping": {k: self.options.get(k) for k in ("ee_pose", "gripper", "cameras")},
+            "image_encoding": f"JPEG quality {self.quality}, decoded from the source videos by timestamp",
+            "views": list(self.cameras),
+            "waypoint_offsets_steps": self.offsets,
+        }
 
     # ---------------------------------------------------------------------------- conversion
     def convert_unit(self, unit: WorkUnit, codebook: Codebook, stats: UnitStats) -> Iterator[EpisodeRows | Rejected]:
@@ -196,8 +213,10 @@ class LerobotConverter:
         table = pq.read_table(self._data_path(ep))
         table = table.filter(pc.equal(table.column("episode_index"), ep["episode_index"]))
         if table.num_rows != ep["length"]:
-            raise ValueError(f"{self._data_path(ep).name}: {table.num_rows} frames for episode "
-                             f"{ep['episode_index']}, meta says {ep['length']}")
+            raise ValueError(
+                f"{self._data_path(ep).name}: {table.num_rows} frames for episode "
+                f"{ep['episode_index']}, meta says {ep['length']}"
+            )
         return table.sort_by("frame_index")
 
     @staticmethod
@@ -231,12 +250,14 @@ class LerobotConverter:
             if cam.get("intrinsics"):
                 per_frame = self._column(frames, cam["intrinsics"])
                 if np.max(np.abs(per_frame - per_frame[:1])) > 1e-6:
-                    raise ValueError(f"{cam['intrinsics']}: intrinsics change within the episode; one K per view "
-                                     f"is supported")
+                    raise ValueError(
+                        f"{cam['intrinsics']}: intrinsics change within the episode; one K per view is supported"
+                    )
                 K = intrinsics_from(per_frame[0], layout)
             if cam.get("extrinsics") and arms:
-                T_base_cam = pose_layout_to_transform(self._column(frames, cam["extrinsics"]),
-                                                      cam.get("extrinsics_layout", "xyz_qxyzw"))
+                T_base_cam = pose_layout_to_transform(
+                    self._column(frames, cam["extrinsics"]), cam.get("extrinsics_layout", "xyz_qxyzw")
+                )
             h, w = rgb[0].shape[:2]
             views.append(ViewTrack(view, K, w, h, [encode_jpeg(im, self.quality) for im in rgb], T_base_cam))
             stats.notes[f"{view}: {'calibrated' if K is not None and T_base_cam is not None else 'no poses'}"] += 1
@@ -244,10 +265,21 @@ class LerobotConverter:
         instructions = [self.tasks[t] for t in dict.fromkeys(task_ids) if t in self.tasks] or list(ep.get("tasks", []))
         state_col, action_col = self.options.get("state_column"), self.options.get("action_column")
         episode_id = f"episode_{ep['episode_index']:06d}"
-        rows = episode_rows(EpisodeInput(
-            dataset=self.entry.name, split="train", episode_id=episode_id, fps=self.fps, arms=arms, views=views,
-            instructions=instructions,
-            state=self._column(frames, state_col).astype(np.float32) if state_col else None,
-            action=self._column(frames, action_col).astype(np.float32) if action_col else None,
-            embodiment=self.entry.embodiment), codebook, self.offsets, stats.clipped_tokens)
+        rows = episode_rows(
+            EpisodeInput(
+                dataset=self.entry.name,
+                split="train",
+                episode_id=episode_id,
+                fps=self.fps,
+                arms=arms,
+                views=views,
+                instructions=instructions,
+                state=self._column(frames, state_col).astype(np.float32) if state_col else None,
+                action=self._column(frames, action_col).astype(np.float32) if action_col else None,
+                embodiment=self.entry.embodiment,
+            ),
+            codebook,
+            self.offsets,
+            stats.clipped_tokens,
+        )
         return EpisodeRows(episode_id, rows)

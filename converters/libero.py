@@ -53,8 +53,17 @@ VERSION = "0.1.0"
 AGENTVIEW, WRIST = "agentview", "wrist"
 CAMERAS = {AGENTVIEW: ("agentview_rgb", "agentview"), WRIST: ("eye_in_hand_rgb", "robot0_eye_in_hand")}  # obs/ keys
 GRIP_SITE = "gripper0_grip_site"
-STATE_NAMES = ["ee_pos.x", "ee_pos.y", "ee_pos.z", "ee_ori.ax", "ee_ori.ay", "ee_ori.az", "gripper_qpos.0",
-               "gripper_qpos.1", *(f"joint.{i}" for i in range(7))]
+STATE_NAMES = [
+    "ee_pos.x",
+    "ee_pos.y",
+    "ee_pos.z",
+    "ee_ori.ax",
+    "ee_ori.ay",
+    "ee_ori.az",
+    "gripper_qpos.0",
+    "gripper_qpos.1",
+    *(f"joint.{i}" for i in range(7)),
+]
 ACTION_NAMES = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
 
 
@@ -97,20 +106,29 @@ class LiberoConverter:
 
     def source_info(self) -> dict:
         listing = [(str(p.relative_to(self.source)), p.stat().st_size) for p in self.files]
-        return {"path": str(self.source), "version": "original-hdf5",
-                "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest()}
+        return {
+            "path": str(self.source),
+            "version": "original-hdf5",
+            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
+        }
 
     def dataset_metadata(self) -> dict:
-        return {"fps": self.fps, "embodiment": self.entry.embodiment, "state_names": STATE_NAMES,
-                "state_units": "m, axis-angle rad (MuJoCo world), finger qpos m, joints rad",
-                "action_names": ACTION_NAMES,
-                "action_units": "OSC_POSE deltas in [-1, 1] (x0.05 m, x0.5 rad per step); gripper mapped to 0 open..1 "
-                                "close from the source's -1/+1",
-                "ego_frame": "robosuite grip site (robot0_eef), MuJoCo world frame",
-                "views": [AGENTVIEW, WRIST], "image_encoding": f"JPEG quality {self.quality} from raw arrays, "
-                                                               f"flipped upright from the opengl convention",
-                "cameras": "from each demo's model_file MJCF (agentview in the world, eye-in-hand on the hand); "
-                           "K from fovy", "waypoint_offsets_steps": self.offsets}
+        return {
+            "fps": self.fps,
+            "embodiment": self.entry.embodiment,
+            "state_names": STATE_NAMES,
+            "state_units": "m, axis-angle rad (MuJoCo world), finger qpos m, joints rad",
+            "action_names": ACTION_NAMES,
+            "action_units": "OSC_POSE deltas in [-1, 1] (x0.05 m, x0.5 rad per step); gripper mapped to 0 open..1 "
+            "close from the source's -1/+1",
+            "ego_frame": "robosuite grip site (robot0_eef), MuJoCo world frame",
+            "views": [AGENTVIEW, WRIST],
+            "image_encoding": f"JPEG quality {self.quality} from raw arrays, "
+            f"flipped upright from the opengl convention",
+            "cameras": "from each demo's model_file MJCF (agentview in the world, eye-in-hand on the hand); "
+            "K from fovy",
+            "waypoint_offsets_steps": self.offsets,
+        }
 
     def convert_unit(self, unit: WorkUnit, codebook: Codebook, stats: UnitStats) -> Iterator[EpisodeRows | Rejected]:
         import h5py
@@ -128,8 +146,12 @@ class LiberoConverter:
                 opengl = str(data.attrs.get("macros_image_convention", "opengl")) == "opengl"
                 keys = demo_keys(data)[: unit.payload["demos"]]
             except (KeyError, ValueError, OSError) as e:
-                yield Rejected(str(path), "read", f"no readable /data group with problem_info ({e})",
-                               episodes=unit.payload["demos"])
+                yield Rejected(
+                    str(path),
+                    "read",
+                    f"no readable /data group with problem_info ({e})",
+                    episodes=unit.payload["demos"],
+                )
                 return
             for key in keys:
                 where = f"{path}:/data/{key}"
@@ -151,20 +173,27 @@ class LiberoConverter:
             T_site_cam = opengl_to_opencv_camera_pose(relative_pose(xml, GRIP_SITE, wrist_name))
             K_wrist = fovy_intrinsics(camera_fovy(xml, wrist_name), *sizes[WRIST])
             notes["cameras from model_file"] += 1
-            return {AGENTVIEW: (K_agent, np.broadcast_to(T_world_agent, (T, 4, 4))),
-                    WRIST: (K_wrist, compose(T_world_ee, T_site_cam))}
+            return {
+                AGENTVIEW: (K_agent, np.broadcast_to(T_world_agent, (T, 4, 4))),
+                WRIST: (K_wrist, compose(T_world_ee, T_site_cam)),
+            }
         pos, quat = self.options.get("agentview_pos"), self.options.get("agentview_quat")
         if pos is None or quat is None:
             raise ValueError("demo has no model_file and the catalog gives no agentview_pos/agentview_quat")
         T_mj = make_transform(quat_to_matrix(np.array(quat, dtype=float)), np.array(pos, dtype=float))
         fovy = float(self.options.get("agentview_fovy", 45.0))
         notes["agentview from catalog constants (no model_file); wrist without pose"] += 1
-        return {AGENTVIEW: (fovy_intrinsics(fovy, *sizes[AGENTVIEW]),
-                            np.broadcast_to(opengl_to_opencv_camera_pose(T_mj), (T, 4, 4))),
-                WRIST: (fovy_intrinsics(float(self.options.get("wrist_fovy", 75.0)), *sizes[WRIST]), None)}
+        return {
+            AGENTVIEW: (
+                fovy_intrinsics(fovy, *sizes[AGENTVIEW]),
+                np.broadcast_to(opengl_to_opencv_camera_pose(T_mj), (T, 4, 4)),
+            ),
+            WRIST: (fovy_intrinsics(float(self.options.get("wrist_fovy", 75.0)), *sizes[WRIST]), None),
+        }
 
-    def _convert_demo(self, demo, episode_id: str, language: str, opengl: bool, codebook: Codebook,
-                      stats: UnitStats) -> EpisodeRows:
+    def _convert_demo(
+        self, demo, episode_id: str, language: str, opengl: bool, codebook: Codebook, stats: UnitStats
+    ) -> EpisodeRows:
         obs = require(demo, "obs")
         pos = np.asarray(require(obs, "ee_pos"), dtype=np.float64)
         ori = np.asarray(require(obs, "ee_ori"), dtype=np.float64)
@@ -179,14 +208,25 @@ class LiberoConverter:
         for view, frames in arrays.items():
             upright = frames[:, ::-1] if opengl else frames
             K, T_world_cam = cameras[view]
-            views.append(ViewTrack(view, K, *sizes[view], [encode_jpeg(im, self.quality) for im in upright],
-                                   T_world_cam))
+            views.append(
+                ViewTrack(view, K, *sizes[view], [encode_jpeg(im, self.quality) for im in upright], T_world_cam)
+            )
         actions = np.asarray(require(demo, "actions"), dtype=np.float32).copy()
         actions[:, 6] = (actions[:, 6] + 1) / 2
         state = np.concatenate([pos, ori, fingers, require(obs, "joint_states")], axis=1).astype(np.float32)
-        ep = EpisodeInput(dataset=self.entry.name, split="train", episode_id=episode_id, fps=self.fps,
-                          arms=[ArmTrack("arm", T_world_ee, gripper)], views=views, instructions=[language],
-                          state=state, action=actions, embodiment=self.entry.embodiment, ref_frame="world")
+        ep = EpisodeInput(
+            dataset=self.entry.name,
+            split="train",
+            episode_id=episode_id,
+            fps=self.fps,
+            arms=[ArmTrack("arm", T_world_ee, gripper)],
+            views=views,
+            instructions=[language],
+            state=state,
+            action=actions,
+            embodiment=self.entry.embodiment,
+            ref_frame="world",
+        )
         rows = episode_rows(ep, codebook, self.offsets, stats.clipped_tokens)
         stats.notes.update(notes)
         return EpisodeRows(episode_id, rows)

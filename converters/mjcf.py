@@ -24,8 +24,9 @@ _UNSUPPORTED = ("euler", "axisangle", "xyaxes", "zaxis")
 def _local(elem: ET.Element) -> np.ndarray:
     for attr in _UNSUPPORTED:
         if attr in elem.attrib:
-            raise ValueError(f"MJCF element {elem.get('name')!r}: orientation attribute {attr!r} is not supported "
-                             f"(only pos/quat)")
+            raise ValueError(
+                f"MJCF element {elem.get('name')!r}: orientation attribute {attr!r} is not supported (only pos/quat)"
+            )
     pos = np.array([float(v) for v in elem.get("pos", "0 0 0").split()])
     quat = np.array([float(v) for v in elem.get("quat", "1 0 0 0").split()])
     return make_transform(quat_to_matrix(quat), pos)

@@ -49,8 +49,12 @@ from schemas.geometry import (
 from schemas.tokenizer import Codebook
 
 VERSION = "0.1.0"
-IMAGE_FIXES = {"none": None, "flipud": lambda im: im[::-1], "fliplr": lambda im: im[:, ::-1],
-               "rot180": lambda im: im[::-1, ::-1]}
+IMAGE_FIXES = {
+    "none": None,
+    "flipud": lambda im: im[::-1],
+    "fliplr": lambda im: im[:, ::-1],
+    "rot180": lambda im: im[::-1, ::-1],
+}
 
 
 def ee_transform(state: np.ndarray, layout: str, start: int = 0) -> np.ndarray:
@@ -68,8 +72,9 @@ def ee_transform(state: np.ndarray, layout: str, start: int = 0) -> np.ndarray:
 def camera_from_config(cfg: dict, width: int, height: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(K, T_base_cam) of a catalog camera entry (either may be None when not given)."""
     if "mujoco_pos" in cfg:
-        T_mj = make_transform(quat_to_matrix(np.array(cfg["mujoco_quat"], dtype=float)),
-                              np.array(cfg["mujoco_pos"], dtype=float))
+        T_mj = make_transform(
+            quat_to_matrix(np.array(cfg["mujoco_quat"], dtype=float)), np.array(cfg["mujoco_pos"], dtype=float)
+        )
         K = fovy_intrinsics(float(cfg["fovy"]), width, height) if "fovy" in cfg else None
         return K, opengl_to_opencv_camera_pose(T_mj)
     K = intrinsics_matrix(*cfg["intrinsics"]) if cfg.get("intrinsics") else None
@@ -99,19 +104,28 @@ class OxeRldsConverter:
         return self.rlds.shard_units(limit_episodes)
 
     def source_info(self) -> dict:
-        return {"path": str(self.source), "tfds_dir": str(self.rlds.tfds_dir), "version": self.rlds.version,
-                "listing_sha256": self.rlds.listing_sha256()}
+        return {
+            "path": str(self.source),
+            "tfds_dir": str(self.rlds.tfds_dir),
+            "version": self.rlds.version,
+            "listing_sha256": self.rlds.listing_sha256(),
+        }
 
     def dataset_metadata(self) -> dict:
         posed = [v for v, c in (self.options.get("cameras") or {}).items() if c]
-        return {"fps": self.fps, "embodiment": self.entry.embodiment,
-                "state_source": self.options["state"]["key"], "action_source": self.options["action"]["keys"],
-                "state_action_units": "raw source values (see the source's documentation)",
-                "views": list(self.options["images"]),
-                "views_with_poses": posed or "none: the source has no calibration and the catalog gives no camera pose",
-                "image_encoding": "source bytes" if self.fix is None else f"JPEG quality {self.quality} after "
-                                                                          f"{self.options.get('image_fix')}",
-                "waypoint_offsets_steps": self.offsets}
+        return {
+            "fps": self.fps,
+            "embodiment": self.entry.embodiment,
+            "state_source": self.options["state"]["key"],
+            "action_source": self.options["action"]["keys"],
+            "state_action_units": "raw source values (see the source's documentation)",
+            "views": list(self.options["images"]),
+            "views_with_poses": posed or "none: the source has no calibration and the catalog gives no camera pose",
+            "image_encoding": "source bytes"
+            if self.fix is None
+            else f"JPEG quality {self.quality} after {self.options.get('image_fix')}",
+            "waypoint_offsets_steps": self.offsets,
+        }
 
     def convert_unit(self, unit: WorkUnit, codebook: Codebook, stats: UnitStats) -> Iterator[EpisodeRows | Rejected]:
         for item in self.rlds.episodes(unit, list(self.options["images"].values())):
@@ -184,12 +198,30 @@ class OxeRldsConverter:
         language = self._lookup(steps, self.options.get("language", "language_instruction"))
         instructions = [s.decode() for s in dict.fromkeys(np.asarray(language).tolist()) if s]
         meta = episode.get("episode_metadata", {})
-        episode_id = (meta["file_path"].decode() if "file_path" in meta else
-                      episode["episode_id"].decode() if "episode_id" in episode else f"train-{index:06d}")
-        rows = episode_rows(EpisodeInput(
-            dataset=self.entry.name, split="train", episode_id=episode_id, fps=self.fps, arms=arms, views=views,
-            instructions=instructions, state=state.astype(np.float32), action=np.concatenate(action_parts, axis=1),
-            embodiment=self.entry.embodiment, ref_frame=self.options.get("ref_frame", "robot_base")),
-            codebook, self.offsets, stats.clipped_tokens)
+        episode_id = (
+            meta["file_path"].decode()
+            if "file_path" in meta
+            else episode["episode_id"].decode()
+            if "episode_id" in episode
+            else f"train-{index:06d}"
+        )
+        rows = episode_rows(
+            EpisodeInput(
+                dataset=self.entry.name,
+                split="train",
+                episode_id=episode_id,
+                fps=self.fps,
+                arms=arms,
+                views=views,
+                instructions=instructions,
+                state=state.astype(np.float32),
+                action=np.concatenate(action_parts, axis=1),
+                embodiment=self.entry.embodiment,
+                ref_frame=self.options.get("ref_frame", "robot_base"),
+            ),
+            codebook,
+            self.offsets,
+            stats.clipped_tokens,
+        )
         stats.notes.update(notes)
         return EpisodeRows(episode_id, rows)

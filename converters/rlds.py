@@ -23,7 +23,9 @@ def find_tfds_dir(source: Path) -> Path:
         return source
     found = sorted(source.glob("**/dataset_info.json"))
     if not found:
-        raise FileNotFoundError(f"{source}: no RLDS dataset found (expected <source>/<name>/<version>/dataset_info.json)")
+        raise FileNotFoundError(
+            f"{source}: no RLDS dataset found (expected <source>/<name>/<version>/dataset_info.json)"
+        )
     return found[-1].parent
 
 
@@ -54,8 +56,11 @@ class RldsSource:
             if end <= start:
                 break
             shard_file = f"{self.builder.name}-{self.split}.tfrecord-{index:05d}-of-{len(lengths):05d}"
-            units.append(WorkUnit(f"{self.split}-{start:06d}-{end:06d}", "train",
-                                  {"start": start, "end": end, "file": shard_file}))
+            units.append(
+                WorkUnit(
+                    f"{self.split}-{start:06d}-{end:06d}", "train", {"start": start, "end": end, "file": shard_file}
+                )
+            )
             start += n
         return units
 
@@ -69,12 +74,16 @@ class RldsSource:
         ds = self.builder.as_dataset(
             split=f"{self.split}[{unit.payload['start']}:{unit.payload['end']}]",
             decoders={"steps": {"observation": {k: tfds.decode.SkipDecoding() for k in image_keys}}},
-            shuffle_files=False, read_config=tfds.ReadConfig(interleave_cycle_length=1))
+            shuffle_files=False,
+            read_config=tfds.ReadConfig(interleave_cycle_length=1),
+        )
 
         @tf.autograph.experimental.do_not_convert
         def whole_episode(episode):
-            return {**{k: v for k, v in episode.items() if k != "steps"},
-                    "steps": episode["steps"].batch(1 << 30).get_single_element()}
+            return {
+                **{k: v for k, v in episode.items() if k != "steps"},
+                "steps": episode["steps"].batch(1 << 30).get_single_element(),
+            }
 
         iterator = ds.map(whole_episode).as_numpy_iterator()
         total = unit.payload["end"] - unit.payload["start"]
@@ -84,8 +93,12 @@ class RldsSource:
             except StopIteration:
                 return
             except tf.errors.OpError as e:
-                yield Rejected(str(self.tfds_dir / unit.payload["file"]), "read",
-                               f"unreadable after episode {done} of this shard ({type(e).__name__}: "
-                               f"{e.message.strip()}); {total - done} episode(s) lost", episodes=total - done)
+                yield Rejected(
+                    str(self.tfds_dir / unit.payload["file"]),
+                    "read",
+                    f"unreadable after episode {done} of this shard ({type(e).__name__}: "
+                    f"{e.message.strip()}); {total - done} episode(s) lost",
+                    episodes=total - done,
+                )
                 return
             yield unit.payload["start"] + done, episode

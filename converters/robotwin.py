@@ -76,7 +76,7 @@ def arm_poses(f, generation: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     else:
         flat = np.asarray(require(f, "endpose"), dtype=np.float64)
         for i, arm in enumerate(ARMS):
-            block = flat[:, 7 * i:7 * i + 7]
+            block = flat[:, 7 * i : 7 * i + 7]
             out[arm] = (make_transform(euler_xyz_to_matrix(block[:, 3:6]), block[:, :3]), 1.0 - block[:, 6])
     return out
 
@@ -87,8 +87,9 @@ class RobotwinConverter:
 
     def __init__(self, entry: DatasetEntry, source: Path, options: dict):
         self.entry, self.source, self.options = entry, source, options
-        self.files = sorted(source.glob("**/data/episode*.hdf5"),
-                            key=lambda p: (str(p.parent), int(re.sub(r"\D", "", p.stem) or 0)))
+        self.files = sorted(
+            source.glob("**/data/episode*.hdf5"), key=lambda p: (str(p.parent), int(re.sub(r"\D", "", p.stem) or 0))
+        )
         if not self.files:
             raise FileNotFoundError(f"{source}: no RoboTwin episodes (expected <task>/<config>/data/episode<N>.hdf5)")
         self.fps = entry.fps or 15.0
@@ -101,22 +102,31 @@ class RobotwinConverter:
     def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
         """One unit per episode file."""
         files = self.files[:limit_episodes] if limit_episodes is not None else self.files
-        return [WorkUnit(re.sub(r"[^A-Za-z0-9_.-]", "_", self._episode_id(p)), "train", {"file": str(p)})
-                for p in files]
+        return [
+            WorkUnit(re.sub(r"[^A-Za-z0-9_.-]", "_", self._episode_id(p)), "train", {"file": str(p)}) for p in files
+        ]
 
     def source_info(self) -> dict:
         listing = [(str(p.relative_to(self.source)), p.stat().st_size) for p in self.files]
-        return {"path": str(self.source), "version": "RoboTwin 2.0 HDF5",
-                "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest()}
+        return {
+            "path": str(self.source),
+            "version": "RoboTwin 2.0 HDF5",
+            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
+        }
 
     def dataset_metadata(self) -> dict:
-        return {"fps": self.fps, "embodiment": self.entry.embodiment, "state_names": STATE_NAMES,
-                "state_units": "m, quaternion wxyz (world), gripper 0 open..1 closed",
-                "action_names": "joint_action/vector: left_arm joints, left_gripper, right_arm joints, right_gripper",
-                "action_units": "joint targets rad; grippers mapped to 0 open..1 closed from RoboTwin's 1 = open",
-                "ego_frame": "RoboTwin endpose (end-effector frame), world", "views": list(CAMERAS.values()),
-                "image_encoding": f"JPEG quality {self.quality}, re-encoded from RoboTwin's channel-swapped JPEGs",
-                "waypoint_offsets_steps": self.offsets}
+        return {
+            "fps": self.fps,
+            "embodiment": self.entry.embodiment,
+            "state_names": STATE_NAMES,
+            "state_units": "m, quaternion wxyz (world), gripper 0 open..1 closed",
+            "action_names": "joint_action/vector: left_arm joints, left_gripper, right_arm joints, right_gripper",
+            "action_units": "joint targets rad; grippers mapped to 0 open..1 closed from RoboTwin's 1 = open",
+            "ego_frame": "RoboTwin endpose (end-effector frame), world",
+            "views": list(CAMERAS.values()),
+            "image_encoding": f"JPEG quality {self.quality}, re-encoded from RoboTwin's channel-swapped JPEGs",
+            "waypoint_offsets_steps": self.offsets,
+        }
 
     def convert_unit(self, unit: WorkUnit, codebook: Codebook, stats: UnitStats) -> Iterator[EpisodeRows | Rejected]:
         import h5py
@@ -126,8 +136,12 @@ class RobotwinConverter:
             with h5py.File(path, "r") as f:
                 generation = detect_generation(f)
                 if generation == "xpolicylab-v1.0":
-                    yield Rejected(str(path), "format", "RoboTwin XPolicyLab v1.0 layout detected (/vision, /state): "
-                                                        "its end-effector pose layout is not verified; not converted")
+                    yield Rejected(
+                        str(path),
+                        "format",
+                        "RoboTwin XPolicyLab v1.0 layout detected (/vision, /state): "
+                        "its end-effector pose layout is not verified; not converted",
+                    )
                     return
                 yield self._convert(f, path, generation, codebook, stats)
         except (OSError, KeyError, ValueError) as e:
@@ -148,25 +162,41 @@ class RobotwinConverter:
             raw = np.asarray(require(group, "rgb"))
             rgb = [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for data in raw]
             if any(im is None for im in rgb):
-                raise ValueError(f"observation/{key}/rgb: undecodable JPEG at step {[im is None for im in rgb].index(True)}")
+                raise ValueError(
+                    f"observation/{key}/rgb: undecodable JPEG at step {[im is None for im in rgb].index(True)}"
+                )
             K = np.asarray(require(group, "intrinsic_cv"), dtype=np.float64)
             extrinsic = np.asarray(require(group, "extrinsic_cv"), dtype=np.float64)
             T_cam_world = np.concatenate([extrinsic, np.broadcast_to([0.0, 0.0, 0.0, 1.0], (len(extrinsic), 1, 4))], 1)
             if np.max(np.abs(K - K[:1])) > 1e-6:
                 raise ValueError(f"observation/{key}/intrinsic_cv varies over time; one K per view is supported")
             h, w = rgb[0].shape[:2]
-            views.append(ViewTrack(view, K[0], w, h, [encode_jpeg(im, self.quality) for im in rgb],
-                                   invert_transform(T_cam_world)))
+            views.append(
+                ViewTrack(
+                    view, K[0], w, h, [encode_jpeg(im, self.quality) for im in rgb], invert_transform(T_cam_world)
+                )
+            )
         action = np.asarray(require(f, "joint_action/vector"), dtype=np.float32).copy()
         n_joints = (action.shape[1] - 2) // 2
         for col in (n_joints, 2 * n_joints + 1):
             action[:, col] = 1.0 - action[:, col]
-        state = np.concatenate([np.concatenate([T[:, :3, 3], matrix_to_quat(T[:, :3, :3]), g[:, None]], axis=1) for T, g in arms.values()],
-                               axis=1).astype(np.float32)
+        state = np.concatenate(
+            [np.concatenate([T[:, :3, 3], matrix_to_quat(T[:, :3, :3]), g[:, None]], axis=1) for T, g in arms.values()],
+            axis=1,
+        ).astype(np.float32)
         episode_id = self._episode_id(path)
-        ep = EpisodeInput(dataset=self.entry.name, split="train", episode_id=episode_id, fps=self.fps,
-                          arms=[ArmTrack(f"{arm}_arm", T, g) for arm, (T, g) in arms.items()], views=views,
-                          instructions=self._instructions(path), state=state, action=action,
-                          embodiment=self.entry.embodiment, ref_frame="world")
+        ep = EpisodeInput(
+            dataset=self.entry.name,
+            split="train",
+            episode_id=episode_id,
+            fps=self.fps,
+            arms=[ArmTrack(f"{arm}_arm", T, g) for arm, (T, g) in arms.items()],
+            views=views,
+            instructions=self._instructions(path),
+            state=state,
+            action=action,
+            embodiment=self.entry.embodiment,
+            ref_frame="world",
+        )
         stats.notes[f"generation {generation}"] += 1
         return EpisodeRows(episode_id, episode_rows(ep, codebook, self.offsets, stats.clipped_tokens))

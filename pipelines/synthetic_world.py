@@ -143,7 +143,9 @@ def _camera_poses(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.
     target = np.array([0.5, 0.0, 0.05])
     ext1 = look_at(np.array([0.3, 0.42, 0.36]) + rng.uniform(-0.04, 0.04, 3), target + rng.uniform(-0.04, 0.04, 3))
     ext2 = look_at(np.array([0.3, -0.42, 0.36]) + rng.uniform(-0.04, 0.04, 3), target + rng.uniform(-0.04, 0.04, 3))
-    T_ee_cam = make_transform(euler_xyz_to_matrix(np.array([-0.45, 0.0, -np.pi / 2])), np.array([-0.14, 0.0, -0.1]))
+    # small mounting errors keep the wrist camera's view of the gripper off exact token-bin edges
+    T_ee_cam = make_transform(euler_xyz_to_matrix(np.array([-0.4437, 0.0213, -np.pi / 2 + 0.0171])),
+                              np.array([-0.1397, 0.0031, -0.1009]))
     return ext1, ext2, T_ee_cam
 
 
@@ -168,16 +170,21 @@ def droid_cameras(rng: np.random.Generator, width: int = 320, height: int = 180)
     )
 
 
-def ideal_cameras(rng: np.random.Generator, width: int, height: int, fovy_deg: float = 75.0) -> tuple[Camera, ...]:
+def ideal_cameras(
+    rng: np.random.Generator, width: int, height: int, fovy_deg: float = 75.0, sensor_wh: tuple[int, int] | None = None
+) -> tuple[Camera, ...]:
     """The same three roles with ideal pinhole intrinsics (square pixels, centred principal point
-    ``c = (size - 1) / 2``), as simulators (MuJoCo, SAPIEN) describe cameras by ``fovy`` alone."""
-    f = 0.5 * height / np.tan(np.radians(fovy_deg) / 2)
-    K = intrinsics_matrix(f, f, (width - 1) / 2, (height - 1) / 2)
+    ``c = (size - 1) / 2``), as simulators (MuJoCo, SAPIEN) describe cameras by ``fovy`` alone.
+    ``sensor_wh`` is the resolution calibration files describe (default: the stored size); an
+    ideal camera stays ideal when resized, so any format can represent it."""
+    sensor = sensor_wh or (width, height)
+    f = 0.5 * sensor[1] / np.tan(np.radians(fovy_deg) / 2)
+    K = intrinsics_matrix(f, f, (sensor[0] - 1) / 2, (sensor[1] - 1) / 2)
     ext1, ext2, T_ee_cam = _camera_poses(rng)
     return (
-        Camera("exterior_1", _serial(rng), K, (width, height), width, height, T_base_cam=ext1),
-        Camera("exterior_2", _serial(rng), K, (width, height), width, height, T_base_cam=ext2),
-        Camera("wrist", _serial(rng), K, (width, height), width, height, T_ee_cam=T_ee_cam),
+        Camera("exterior_1", _serial(rng), K, sensor, width, height, T_base_cam=ext1),
+        Camera("exterior_2", _serial(rng), K, sensor, width, height, T_base_cam=ext2),
+        Camera("wrist", _serial(rng), K, sensor, width, height, T_ee_cam=T_ee_cam),
     )
 
 

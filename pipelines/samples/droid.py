@@ -157,7 +157,7 @@ def _episode_example(ep: Episode, seed: int, eid: str, rel: str, faults: DroidFa
     next_grip = np.concatenate([grip[1:], grip[-1:]])
     cart_vel = np.clip(np.diff(pose6, axis=0, append=pose6[-1:]) * ep.fps, -1, 1)
     joints = _synthetic_joints(pose6)
-    cams = {c.view: c for c in ep.cameras}
+    cams = dict(zip(VIEWS, ep.cameras, strict=True))  # camera roles: exterior 1, exterior 2, wrist
     steps = []
     for s in range(T):
         obs = {"cartesian_position": pose6[s], "gripper_position": grip[s], "joint_position": joints[s]}
@@ -216,14 +216,14 @@ def _metadata_extrinsics(ep: Episode, seed: int, faults: DroidFaults) -> dict:
         return {k: np.zeros(6) for k in keys.values()}
     rng = np.random.default_rng([seed, 30_000 + ep.index])
     out = {}
-    for cam in ep.cameras:
+    for view, cam in zip(VIEWS, ep.cameras, strict=True):
         T = ep.T_base_cam(cam, 0)
         if not cam.is_wrist:
             noise = make_transform(
                 euler_xyz_to_matrix(rng.normal(scale=np.radians(0.3), size=3)), rng.normal(scale=0.005, size=3)
             )
             T = T @ noise
-        out[keys[cam.view]] = transform_to_pose6(T)
+        out[keys[view]] = transform_to_pose6(T)
     return out
 
 
@@ -232,7 +232,7 @@ def _write_calibration(
 ) -> None:
     cam2base, superset, intrinsics, serials, id_to_path, keep_ranges = {}, {}, {}, {}, {}, {}
     for ep, eid, rel in zip(episodes, eids, rels, strict=True):
-        cams = {c.view: c for c in ep.cameras}
+        cams = dict(zip(VIEWS, ep.cameras, strict=True))  # camera roles: exterior 1, exterior 2, wrist
         serials[eid] = {SERIAL_KEYS[v]: cams[v].serial for v in VIEWS}
         id_to_path[eid] = rel
         start, end = 2, ep.num_steps - 2
@@ -281,11 +281,15 @@ def write_droid_sample(
     num_steps: int = 100,
     episodes_per_shard: int = 2,
     faults: DroidFaults = DroidFaults(),
+    episodes: list[Episode] | None = None,
 ) -> DroidSample:
-    """Write ``num_episodes`` synthetic episodes as DROID RLDS + calibration files under ``out``."""
+    """Write ``num_episodes`` synthetic episodes (or the ``episodes`` given, whose cameras are in the
+    roles exterior 1, exterior 2, wrist) as DROID RLDS + calibration files under ``out``."""
     root = Path(out)
     tfds_dir = root / "droid" / DROID_VERSION
-    episodes = [make_episode(seed, i, num_steps) for i in range(num_episodes)]
+    if episodes is None:
+        episodes = [make_episode(seed, i, num_steps) for i in range(num_episodes)]
+    num_episodes = len(episodes)
     names = [_episode_names(seed, ep.index, ep.success) for ep in episodes]
     eids, rels = [n[0] for n in names], [n[1] for n in names]
     write_rlds(tfds_dir, "droid", DROID_VERSION, droid_features(), chunks(range(num_episodes), episodes_per_shard),

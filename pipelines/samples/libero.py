@@ -83,8 +83,9 @@ def write_demo(group, ep: Episode) -> None:
     width = FINGER_MAX_WIDTH_M * (1 - ep.gripper)
     fingers = np.stack([width / 2, -width / 2], axis=1)
     quat_xyzw = matrix_to_quat(ep.T_base_ee[:, :3, :3])[:, [1, 2, 3, 0]]
-    delta = np.clip(np.diff(np.concatenate([pos, ori], 1), axis=0, append=np.concatenate([pos, ori], 1)[-1:]) * 20,
-                    -1, 1)
+    delta = np.clip(
+        np.diff(np.concatenate([pos, ori], 1), axis=0, append=np.concatenate([pos, ori], 1)[-1:]) * 20, -1, 1
+    )
     actions = np.concatenate([delta, np.where(ep.gripper > 0.5, 1.0, -1.0)[:, None]], axis=1)
     group.attrs["num_samples"] = T
     group.attrs["model_file"] = model_xml(ep)
@@ -95,7 +96,7 @@ def write_demo(group, ep: Episode) -> None:
     group["rewards"] = np.eye(1, T, T - 1, dtype=np.uint8)[0]
     group["dones"] = np.eye(1, T, T - 1, dtype=np.uint8)[0]
     obs = group.create_group("obs")
-    obs["agentview_rgb"] = np.stack([render(ep, agent, t)[::-1] for t in range(T)])      # bottom-up
+    obs["agentview_rgb"] = np.stack([render(ep, agent, t)[::-1] for t in range(T)])  # bottom-up
     obs["eye_in_hand_rgb"] = np.stack([render(ep, wrist, t)[::-1] for t in range(T)])
     obs["ee_pos"] = pos
     obs["ee_ori"] = ori
@@ -104,9 +105,16 @@ def write_demo(group, ep: Episode) -> None:
     obs["joint_states"] = np.tanh(np.concatenate([pos, ori, pos[:, :1]], axis=1))
 
 
-def write_libero_sample(out: str | Path, *, seed: int = 0, num_episodes: int = 4, num_steps: int = 80,
-                        episodes_per_shard: int = 2, episodes: list[Episode] | None = None,
-                        suite: str = "libero_spatial") -> LiberoSample:
+def write_libero_sample(
+    out: str | Path,
+    *,
+    seed: int = 0,
+    num_episodes: int = 4,
+    num_steps: int = 80,
+    episodes_per_shard: int = 2,
+    episodes: list[Episode] | None = None,
+    suite: str = "libero_spatial",
+) -> LiberoSample:
     """Write episodes (the world's, or ``episodes`` given) as LIBERO HDF5, ``episodes_per_shard`` per task file."""
     import h5py
 
@@ -114,19 +122,25 @@ def write_libero_sample(out: str | Path, *, seed: int = 0, num_episodes: int = 4
     folder = root / suite
     folder.mkdir(parents=True, exist_ok=True)
     if episodes is None:
-        episodes = [make_episode(seed, i, num_steps, ideal_cameras(np.random.default_rng([seed, 10_000 + i]), 128, 128))
-                    for i in range(num_episodes)]
+        episodes = [
+            make_episode(seed, i, num_steps, ideal_cameras(np.random.default_rng([seed, 10_000 + i]), 128, 128))
+            for i in range(num_episodes)
+        ]
     files, ids = [], []
     for start in range(0, len(episodes), episodes_per_shard):
-        group = episodes[start:start + episodes_per_shard]
+        group = episodes[start : start + episodes_per_shard]
         task = group[0].instructions[0].replace(" ", "_")
         path = folder / f"TASK{start // episodes_per_shard:02d}_{task}_demo.hdf5"
         with h5py.File(path, "w") as f:
             data = f.create_group("data")
             data.attrs["env_name"] = "Libero_Tabletop_Manipulation"
-            data.attrs["problem_info"] = json.dumps({"problem_name": "libero_tabletop_manipulation",
-                                                     "domain_name": "robosuite", "language_instruction":
-                                                     group[0].instructions[0]})
+            data.attrs["problem_info"] = json.dumps(
+                {
+                    "problem_name": "libero_tabletop_manipulation",
+                    "domain_name": "robosuite",
+                    "language_instruction": group[0].instructions[0],
+                }
+            )
             data.attrs["macros_image_convention"] = "opengl"
             data.attrs["env_args"] = json.dumps({"type": 1, "env_name": "Libero_Tabletop_Manipulation"})
             data.attrs["num_demos"] = len(group)

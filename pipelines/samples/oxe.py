@@ -56,35 +56,100 @@ def _features(dataset: str, wh: tuple[int, int], encoding: str):
     def vec(n, dtype=np.float32):
         return F.Tensor(shape=(n,), dtype=dtype)
 
-    flags = {"is_first": F.Scalar(dtype=np.bool_), "is_last": F.Scalar(dtype=np.bool_),
-             "is_terminal": F.Scalar(dtype=np.bool_), "reward": F.Scalar(dtype=np.float32)}
+    flags = {
+        "is_first": F.Scalar(dtype=np.bool_),
+        "is_last": F.Scalar(dtype=np.bool_),
+        "is_terminal": F.Scalar(dtype=np.bool_),
+        "reward": F.Scalar(dtype=np.float32),
+    }
     if dataset == "bridge":
-        return F.FeaturesDict({"episode_id": F.Text(), "steps": F.Dataset({
-            "observation": F.FeaturesDict({"image": image(), "state": vec(7), "natural_language_instruction": F.Text(),
-                                           "natural_language_embedding": vec(512)}),
-            "action": F.FeaturesDict({"world_vector": vec(3), "rotation_delta": vec(3),
-                                      "open_gripper": F.Scalar(dtype=np.bool_),
-                                      "terminate_episode": F.Scalar(dtype=np.float32)}), **flags})})
+        return F.FeaturesDict(
+            {
+                "episode_id": F.Text(),
+                "steps": F.Dataset(
+                    {
+                        "observation": F.FeaturesDict(
+                            {
+                                "image": image(),
+                                "state": vec(7),
+                                "natural_language_instruction": F.Text(),
+                                "natural_language_embedding": vec(512),
+                            }
+                        ),
+                        "action": F.FeaturesDict(
+                            {
+                                "world_vector": vec(3),
+                                "rotation_delta": vec(3),
+                                "open_gripper": F.Scalar(dtype=np.bool_),
+                                "terminate_episode": F.Scalar(dtype=np.float32),
+                            }
+                        ),
+                        **flags,
+                    }
+                ),
+            }
+        )
     if dataset == "bridge_orig":
-        return F.FeaturesDict({"steps": F.Dataset({
-            "observation": F.FeaturesDict({"image_0": image(), "image_1": image(), "state": vec(7)}),
-            "action": vec(7), "language_instruction": F.Text(), "language_embedding": vec(512),
-            "discount": F.Scalar(dtype=np.float32), **flags}),
-            "episode_metadata": F.FeaturesDict({"file_path": F.Text(), "episode_id": F.Scalar(dtype=np.int32)})})
+        return F.FeaturesDict(
+            {
+                "steps": F.Dataset(
+                    {
+                        "observation": F.FeaturesDict({"image_0": image(), "image_1": image(), "state": vec(7)}),
+                        "action": vec(7),
+                        "language_instruction": F.Text(),
+                        "language_embedding": vec(512),
+                        "discount": F.Scalar(dtype=np.float32),
+                        **flags,
+                    }
+                ),
+                "episode_metadata": F.FeaturesDict({"file_path": F.Text(), "episode_id": F.Scalar(dtype=np.int32)}),
+            }
+        )
     if dataset == "fractal":
-        return F.FeaturesDict({"steps": F.Dataset({
-            "observation": F.FeaturesDict({"image": image(), "base_pose_tool_reached": vec(7),
-                                           "gripper_closed": vec(1), "natural_language_instruction": F.Text(),
-                                           "natural_language_embedding": vec(512)}),
-            "action": F.FeaturesDict({"world_vector": vec(3), "rotation_delta": vec(3),
-                                      "gripper_closedness_action": vec(1), "base_displacement_vector": vec(2),
-                                      "base_displacement_vertical_rotation": vec(1),
-                                      "terminate_episode": F.Tensor(shape=(3,), dtype=np.int32)}), **flags})})
-    return F.FeaturesDict({"steps": F.Dataset({
-        "observation": F.FeaturesDict({"image": image(), "wrist_image": image(), "state": vec(8),
-                                       "joint_state": vec(7)}),
-        "action": vec(7), "language_instruction": F.Text(), "discount": F.Scalar(dtype=np.float32), **flags}),
-        "episode_metadata": F.FeaturesDict({"file_path": F.Text()})})
+        return F.FeaturesDict(
+            {
+                "steps": F.Dataset(
+                    {
+                        "observation": F.FeaturesDict(
+                            {
+                                "image": image(),
+                                "base_pose_tool_reached": vec(7),
+                                "gripper_closed": vec(1),
+                                "natural_language_instruction": F.Text(),
+                                "natural_language_embedding": vec(512),
+                            }
+                        ),
+                        "action": F.FeaturesDict(
+                            {
+                                "world_vector": vec(3),
+                                "rotation_delta": vec(3),
+                                "gripper_closedness_action": vec(1),
+                                "base_displacement_vector": vec(2),
+                                "base_displacement_vertical_rotation": vec(1),
+                                "terminate_episode": F.Tensor(shape=(3,), dtype=np.int32),
+                            }
+                        ),
+                        **flags,
+                    }
+                )
+            }
+        )
+    return F.FeaturesDict(
+        {
+            "steps": F.Dataset(
+                {
+                    "observation": F.FeaturesDict(
+                        {"image": image(), "wrist_image": image(), "state": vec(8), "joint_state": vec(7)}
+                    ),
+                    "action": vec(7),
+                    "language_instruction": F.Text(),
+                    "discount": F.Scalar(dtype=np.float32),
+                    **flags,
+                }
+            ),
+            "episode_metadata": F.FeaturesDict({"file_path": F.Text()}),
+        }
+    )
 
 
 def libero_world_offset(seed: int, index: int) -> np.ndarray:
@@ -119,8 +184,10 @@ def _layout_example(dataset: str, ep: Episode, T_world_base: np.ndarray) -> dict
     delta = np.diff(np.concatenate([pos, euler], 1), axis=0, append=np.concatenate([pos, euler], 1)[-1:])
     cams = ep.cameras
     last = np.arange(T) == T - 1
-    flags = [{"is_first": t == 0, "is_last": bool(last[t]), "is_terminal": bool(last[t]), "reward": float(last[t])}
-             for t in range(T)]
+    flags = [
+        {"is_first": t == 0, "is_last": bool(last[t]), "is_terminal": bool(last[t]), "reward": float(last[t])}
+        for t in range(T)
+    ]
 
     def frames(cam, openvla_rot180=False):
         # OpenVLA rotates robosuite's bottom-up arrays by 180 degrees: rot180(flipud(I)) = fliplr(I)
@@ -129,50 +196,108 @@ def _layout_example(dataset: str, ep: Episode, T_world_base: np.ndarray) -> dict
     if dataset == "bridge":
         state = np.concatenate([pos, euler, (1 - ep.gripper)[:, None]], 1)
         imgs = frames(cams[0])
-        steps = [{"observation": {"image": imgs[t], "state": state[t], "natural_language_instruction": ep.instructions[0],
-                                  "natural_language_embedding": np.zeros(512)},
-                  "action": {"world_vector": delta[t, :3], "rotation_delta": delta[t, 3:],
-                             "open_gripper": bool(ep.gripper[t] < 0.5), "terminate_episode": float(last[t])},
-                  **flags[t]} for t in range(T)]
+        steps = [
+            {
+                "observation": {
+                    "image": imgs[t],
+                    "state": state[t],
+                    "natural_language_instruction": ep.instructions[0],
+                    "natural_language_embedding": np.zeros(512),
+                },
+                "action": {
+                    "world_vector": delta[t, :3],
+                    "rotation_delta": delta[t, 3:],
+                    "open_gripper": bool(ep.gripper[t] < 0.5),
+                    "terminate_episode": float(last[t]),
+                },
+                **flags[t],
+            }
+            for t in range(T)
+        ]
         return {"episode_id": f"synthetic_{ep.index:04d}", "steps": steps}
     if dataset == "bridge_orig":
         state = np.concatenate([pos, euler, (1 - ep.gripper)[:, None]], 1)
         im0, im1 = frames(cams[0]), frames(cams[1])
-        steps = [{"observation": {"image_0": im0[t], "image_1": im1[t], "state": state[t]},
-                  "action": np.concatenate([delta[t], [1 - ep.gripper[t]]]),
-                  "language_instruction": ep.instructions[0], "language_embedding": np.zeros(512), "discount": 1.0,
-                  **flags[t]} for t in range(T)]
+        steps = [
+            {
+                "observation": {"image_0": im0[t], "image_1": im1[t], "state": state[t]},
+                "action": np.concatenate([delta[t], [1 - ep.gripper[t]]]),
+                "language_instruction": ep.instructions[0],
+                "language_embedding": np.zeros(512),
+                "discount": 1.0,
+                **flags[t],
+            }
+            for t in range(T)
+        ]
         return {"steps": steps, "episode_metadata": {"file_path": f"synthetic/{ep.index}.pkl", "episode_id": ep.index}}
     if dataset == "fractal":
         q = matrix_to_quat(T_ee[:, :3, :3])[:, [1, 2, 3, 0]]  # xyzw
         imgs = frames(cams[0])
-        steps = [{"observation": {"image": imgs[t], "base_pose_tool_reached": np.concatenate([pos[t], q[t]]),
-                                  "gripper_closed": [ep.gripper[t]], "natural_language_instruction":
-                                  ep.instructions[0], "natural_language_embedding": np.zeros(512)},
-                  "action": {"world_vector": delta[t, :3], "rotation_delta": delta[t, 3:],
-                             "gripper_closedness_action": [1.0 if ep.gripper[t] > 0.5 else -1.0],
-                             "base_displacement_vector": np.zeros(2), "base_displacement_vertical_rotation": [0.0],
-                             "terminate_episode": np.array([0, 0, int(last[t])], dtype=np.int32)},
-                  **flags[t]} for t in range(T)]
+        steps = [
+            {
+                "observation": {
+                    "image": imgs[t],
+                    "base_pose_tool_reached": np.concatenate([pos[t], q[t]]),
+                    "gripper_closed": [ep.gripper[t]],
+                    "natural_language_instruction": ep.instructions[0],
+                    "natural_language_embedding": np.zeros(512),
+                },
+                "action": {
+                    "world_vector": delta[t, :3],
+                    "rotation_delta": delta[t, 3:],
+                    "gripper_closedness_action": [1.0 if ep.gripper[t] > 0.5 else -1.0],
+                    "base_displacement_vector": np.zeros(2),
+                    "base_displacement_vertical_rotation": [0.0],
+                    "terminate_episode": np.array([0, 0, int(last[t])], dtype=np.int32),
+                },
+                **flags[t],
+            }
+            for t in range(T)
+        ]
         return {"steps": steps}
     width = 0.08 * (1 - ep.gripper)
     state = np.concatenate([pos, matrix_to_axis_angle(T_ee[:, :3, :3]), width[:, None] / 2, -width[:, None] / 2], 1)
     agent, wrist = frames(cams[0], openvla_rot180=True), frames(cams[2], openvla_rot180=True)
-    steps = [{"observation": {"image": agent[t], "wrist_image": wrist[t], "state": state[t],
-                              "joint_state": np.tanh(state[t, :7])},
-              "action": np.concatenate([np.clip(delta[t] * 20, -1, 1), [1.0 if ep.gripper[t] > 0.5 else -1.0]]),
-              "language_instruction": ep.instructions[0], "discount": 1.0, **flags[t]} for t in range(T)]
+    steps = [
+        {
+            "observation": {
+                "image": agent[t],
+                "wrist_image": wrist[t],
+                "state": state[t],
+                "joint_state": np.tanh(state[t, :7]),
+            },
+            "action": np.concatenate([np.clip(delta[t] * 20, -1, 1), [1.0 if ep.gripper[t] > 0.5 else -1.0]]),
+            "language_instruction": ep.instructions[0],
+            "discount": 1.0,
+            **flags[t],
+        }
+        for t in range(T)
+    ]
     return {"steps": steps, "episode_metadata": {"file_path": f"synthetic/libero/demo_{ep.index}.hdf5"}}
 
 
-def write_oxe_sample(out: str | Path, *, dataset: str, seed: int = 0, num_episodes: int = 4, num_steps: int = 60,
-                     episodes_per_shard: int = 2) -> list[Episode]:
+def write_oxe_sample(
+    out: str | Path,
+    *,
+    dataset: str,
+    seed: int = 0,
+    num_episodes: int = 4,
+    num_steps: int = 60,
+    episodes_per_shard: int = 2,
+) -> list[Episode]:
     """Write a synthetic ``dataset`` (a key of :data:`LAYOUTS`) under ``out/<tfds name>/<version>``."""
     name, version, wh, encoding, fovy = LAYOUTS[dataset]
-    episodes = [make_episode(seed, i, num_steps, ideal_cameras(np.random.default_rng([seed, 10_000 + i]), *wh, fovy))
-                for i in range(num_episodes)]
+    episodes = [
+        make_episode(seed, i, num_steps, ideal_cameras(np.random.default_rng([seed, 10_000 + i]), *wh, fovy))
+        for i in range(num_episodes)
+    ]
     offsets = [libero_world_offset(seed, i) if dataset.startswith("libero") else np.eye(4) for i in range(num_episodes)]
-    write_rlds(Path(out) / name / version, name, version, _features(dataset, wh, encoding),
-               chunks(range(num_episodes), episodes_per_shard),
-               lambda i: _example(dataset, episodes[i], encoding, offsets[i]))
+    write_rlds(
+        Path(out) / name / version,
+        name,
+        version,
+        _features(dataset, wh, encoding),
+        chunks(range(num_episodes), episodes_per_shard),
+        lambda i: _example(dataset, episodes[i], encoding, offsets[i]),
+    )
     return episodes

@@ -13,8 +13,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
-def write_rlds(tfds_dir: Path, name: str, version: str, features, shards: Sequence[Sequence],
-               make_example: Callable[[object], dict], description: str = "") -> None:
+def write_rlds(
+    tfds_dir: Path,
+    name: str,
+    version: str,
+    features,
+    shards: Sequence[Sequence],
+    make_example: Callable[[object], dict],
+    description: str = "",
+) -> None:
     """Write ``shards`` (lists of episode objects, turned into examples by ``make_example``)."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
@@ -28,13 +35,24 @@ def write_rlds(tfds_dir: Path, name: str, version: str, features, shards: Sequen
                 writer.write(features.serialize_example(make_example(episode)))
         lengths.append(len(members))
         num_bytes += os.path.getsize(path)
-    template = tfds.core.ShardedFileTemplate(data_dir=tfds_dir, template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
-                                             dataset_name=name, split="train", filetype_suffix="tfrecord")
+    template = tfds.core.ShardedFileTemplate(
+        data_dir=tfds_dir,
+        template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
+        dataset_name=name,
+        split="train",
+        filetype_suffix="tfrecord",
+    )
     split = tfds.core.SplitInfo(name="train", shard_lengths=lengths, num_bytes=num_bytes, filename_template=template)
-    tfds.folder_dataset.write_metadata(data_dir=tfds_dir, features=features, split_infos=[split],
-                                       filename_template=template, version=version, check_data=True,
-                                       description=description or f"posetok synthetic sample in {name} RLDS format")
+    tfds.folder_dataset.write_metadata(
+        data_dir=tfds_dir,
+        features=features,
+        split_infos=[split],
+        filename_template=template,
+        version=version,
+        check_data=True,
+        description=description or f"posetok synthetic sample in {name} RLDS format",
+    )
 
 
 def chunks(items: Sequence, size: int) -> list[Sequence]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]

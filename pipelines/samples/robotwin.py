@@ -67,11 +67,21 @@ def write_episode(path: Path, ep: Episode, generation: str = "2.0") -> None:
         f["joint_action/left_gripper"] = left_open
         f["joint_action/right_arm"] = np.zeros((T, 6))
         f["joint_action/right_gripper"] = right_open
-        f["joint_action/vector"] = np.concatenate([joints, left_open[:, None], np.zeros((T, 6)), right_open[:, None]], 1)
+        f["joint_action/vector"] = np.concatenate(
+            [joints, left_open[:, None], np.zeros((T, 6)), right_open[:, None]], 1
+        )
         if generation == "2.0-flat":
-            f["endpose"] = np.concatenate([
-                left[:, :3, 3], matrix_to_euler_xyz(left[:, :3, :3]), left_open[:, None],
-                right[:, :3, 3], matrix_to_euler_xyz(right[:, :3, :3]), right_open[:, None]], axis=1)
+            f["endpose"] = np.concatenate(
+                [
+                    left[:, :3, 3],
+                    matrix_to_euler_xyz(left[:, :3, :3]),
+                    left_open[:, None],
+                    right[:, :3, 3],
+                    matrix_to_euler_xyz(right[:, :3, :3]),
+                    right_open[:, None],
+                ],
+                axis=1,
+            )
         else:
             f["endpose/left_endpose"] = np.concatenate([left[:, :3, 3], matrix_to_quat(left[:, :3, :3])], axis=1)
             f["endpose/left_gripper"] = left_open
@@ -79,9 +89,17 @@ def write_episode(path: Path, ep: Episode, generation: str = "2.0") -> None:
             f["endpose/right_gripper"] = right_open
 
 
-def write_robotwin_sample(out: str | Path, *, seed: int = 0, num_episodes: int = 4, num_steps: int = 80,
-                          episodes_per_shard: int = 1, episodes: list[Episode] | None = None,
-                          task: str = "pick_block", generation: str = "2.0") -> RobotwinSample:
+def write_robotwin_sample(
+    out: str | Path,
+    *,
+    seed: int = 0,
+    num_episodes: int = 4,
+    num_steps: int = 80,
+    episodes_per_shard: int = 1,
+    episodes: list[Episode] | None = None,
+    task: str = "pick_block",
+    generation: str = "2.0",
+) -> RobotwinSample:
     """Write episodes as one RoboTwin task folder (``episodes_per_shard`` is unused: one file each)."""
     del episodes_per_shard
     root = Path(out)
@@ -89,14 +107,18 @@ def write_robotwin_sample(out: str | Path, *, seed: int = 0, num_episodes: int =
     (base / "data").mkdir(parents=True, exist_ok=True)
     (base / "instructions").mkdir(parents=True, exist_ok=True)
     if episodes is None:
-        episodes = [make_episode(seed, i, num_steps, ideal_cameras(np.random.default_rng([seed, 10_000 + i]), 320, 240,
-                                                                   fovy_deg=70.0))
-                    for i in range(num_episodes)]
+        episodes = [
+            make_episode(
+                seed, i, num_steps, ideal_cameras(np.random.default_rng([seed, 10_000 + i]), 320, 240, fovy_deg=70.0)
+            )
+            for i in range(num_episodes)
+        ]
     files = []
     for n, ep in enumerate(episodes):
         path = base / "data" / f"episode{n}.hdf5"
         write_episode(path, ep, generation)
         (base / "instructions" / f"episode{n}.json").write_text(
-            json.dumps({"seen": list(ep.instructions[:2]), "unseen": [ep.instructions[2]]}))
+            json.dumps({"seen": list(ep.instructions[:2]), "unseen": [ep.instructions[2]]})
+        )
         files.append(path)
     return RobotwinSample(root, files, episodes)
