@@ -87,3 +87,15 @@ def test_error_message_names_source_row_and_column(valid_rows):
     text = str(info.value)
     assert text.startswith("data/train/ep.parquet: 1 schema v1.0 violation")
     assert "row 1 (unit/ep0/1/cam), column kind" in text
+
+
+def test_rows_without_intrinsics_must_carry_no_poses(valid_rows):
+    rows = copy.deepcopy(valid_rows)
+    rows[0]["K"] = None
+    for column in ("objects", "ego", "waypoints"):
+        rows[1][column] = []
+    rows[1]["K"] = None
+    found = problems_of(rows)
+    message = "poses need intrinsics: K is null in this row"
+    assert {(0, c, message) for c in ("objects", "ego", "waypoints")} <= set(found)
+    assert not [f for f in found if f[0] == 1]  # no K and no poses is a valid uncalibrated row
