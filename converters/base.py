@@ -28,6 +28,7 @@ REGISTRY = {
     "robotwin": "converters.robotwin:RobotwinConverter",
     "lerobot": "converters.lerobot:LerobotConverter",
     "oxe_rlds": "converters.oxe_rlds:OxeRldsConverter",
+    "omni3d": "converters.omni3d:Omni3dConverter",
 }
 
 
@@ -42,8 +43,11 @@ class WorkUnit:
 
 @dataclass
 class EpisodeRows:
+    """Converted rows of one episode / scene; ``depth[i]`` is row i's depth map [m] (or None)."""
+
     episode_id: str
     table: pa.Table
+    depth: list[np.ndarray | None] | None = None
 
 
 @dataclass

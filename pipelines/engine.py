@@ -17,12 +17,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from converters.base import Rejected, UnitStats, WorkUnit, load_converter
 from pipelines.layout import QUARANTINE_NAME, dataset_dir, partial_path
 from pipelines.manifest import Manifest, ManifestError
-from pipelines.storage import ShardInfo, ShardWriter, file_sha256
+from pipelines.storage import DepthWriter, ShardInfo, ShardWriter, file_sha256
 from schemas.catalog import DatasetEntry
-from schemas.record import find_problems
+from schemas.record import DEPTH_TYPE, find_problems
 from schemas.tokenizer import Codebook
 
 _QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
@@ -38,6 +40,7 @@ class UnitOutcome:
     seconds: float
     clipped_tokens: dict = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
+    depth_store: dict | None = None  # {"path", "sha256"} when the unit wrote depth maps
 
 
 @dataclass
@@ -88,6 +91,7 @@ def convert_unit(
     rejected: list[dict] = []
     episodes = rows = 0
     writer = ShardWriter(root, unit.split, unit.name)
+    depth_writer: DepthWriter | None = None
     try:
         for result in converter.convert_unit(unit, book, stats):
             if isinstance(result, Rejected):
@@ -106,12 +110,23 @@ def convert_unit(
                     }
                 )
                 continue
-            writer.write(result.table)
+            table = result.table
+            if result.depth is not None and any(d is not None for d in result.depth):
+                depth_writer = depth_writer or DepthWriter(root, unit.name)
+                views = table.column("view").to_pylist()
+                refs = [None if d is None else depth_writer.add(v, d) for v, d in zip(views, result.depth, strict=True)]
+                table = table.set_column(table.schema.get_field_index("depth"), "depth", pa.array(refs, DEPTH_TYPE))
+            writer.write(table)
             episodes += 1
-            rows += result.table.num_rows
+            rows += table.num_rows
+        depth_store = None
+        if depth_writer is not None and episodes:
+            depth_store = {"path": depth_writer.relpath, "sha256": depth_writer.close()}
         shard = writer.close() if episodes else None
     except BaseException:
         writer.abort()
+        if depth_writer is not None:
+            depth_writer.abort()
         raise
     return UnitOutcome(
         unit.name,
@@ -122,6 +137,7 @@ def convert_unit(
         time.perf_counter() - start,
         dict(stats.clipped_tokens),
         dict(stats.notes),
+        depth_store,
     )
 
 
@@ -192,6 +208,9 @@ class Engine:
             info = self._committed(previous, relpath)
             if info is not None:
                 manifest.add_shard(info)
+                manifest.depth_stores += [
+                    d for d in (previous.depth_stores if previous else []) if d["path"] == f"depth/{unit.name}.zarr"
+                ]
             else:
                 quarantine.pop(unit.name, None)
                 pending.append(unit)
@@ -229,6 +248,9 @@ class Engine:
                 else:
                     if outcome.shard is not None:
                         manifest.add_shard(outcome.shard)
+                    if outcome.depth_store is not None:
+                        kept = [d for d in manifest.depth_stores if d["path"] != outcome.depth_store["path"]]
+                        manifest.depth_stores = sorted([*kept, outcome.depth_store], key=lambda d: d["path"])
                     quarantine[unit.name] = outcome.rejected
                     rows += outcome.rows
                     episodes += outcome.episodes

@@ -97,17 +97,20 @@ def draw_row(row: dict, book: Codebook) -> np.ndarray:
 
 
 def _pick_rows(table: pa.Table, frames: int, episode: str | None) -> list[list[dict]]:
-    """``frames`` evenly spaced frames of one episode, each a list of its view rows."""
-    episodes = table.column("episode_id").to_pylist()
-    chosen = episode if episode is not None else episodes[0]
-    idx = [i for i, e in enumerate(episodes) if e == chosen]
-    if not idx:
+    """``frames`` evenly spaced frames of one episode (or, for image datasets whose episodes have
+    a single frame, the first ``frames`` images), each a list of its view rows."""
+    keys = list(zip(table.column("episode_id").to_pylist(), table.column("frame_index").to_pylist(), strict=True))
+    chosen = episode if episode is not None else keys[0][0]
+    own = sorted({k for k in keys if k[0] == chosen}, key=lambda k: k[1])
+    if not own:
         raise ValueError(f"episode {chosen!r} not found")
-    sub = table.take(idx)
-    frame_ids = sorted(set(sub.column("frame_index").to_pylist()))
-    picked = [frame_ids[int(round(i))] for i in np.linspace(0, len(frame_ids) - 1, frames)]
-    rows = sub.to_pylist()
-    return [[r for r in rows if r["frame_index"] == f] for f in picked]
+    if len(own) > 1 or episode is not None:
+        picked = [own[int(round(i))] for i in np.linspace(0, len(own) - 1, min(frames, len(own)))]
+    else:
+        picked = list(dict.fromkeys(keys))[:frames]
+    wanted = set(picked)
+    rows = table.take([i for i, k in enumerate(keys) if k in wanted]).to_pylist()
+    return [[r for r in rows if (r["episode_id"], r["frame_index"]) == key] for key in picked]
 
 
 def write_preview(root: Path, book: Codebook | None = None, frames: int = 4, episode: str | None = None,

@@ -144,8 +144,9 @@ def _camera_poses(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.
     ext1 = look_at(np.array([0.3, 0.42, 0.36]) + rng.uniform(-0.04, 0.04, 3), target + rng.uniform(-0.04, 0.04, 3))
     ext2 = look_at(np.array([0.3, -0.42, 0.36]) + rng.uniform(-0.04, 0.04, 3), target + rng.uniform(-0.04, 0.04, 3))
     # small mounting errors keep the wrist camera's view of the gripper off exact token-bin edges
-    T_ee_cam = make_transform(euler_xyz_to_matrix(np.array([-0.4437, 0.0213, -np.pi / 2 + 0.0171])),
-                              np.array([-0.1397, 0.0031, -0.1009]))
+    T_ee_cam = make_transform(
+        euler_xyz_to_matrix(np.array([-0.4437, 0.0213, -np.pi / 2 + 0.0171])), np.array([-0.1397, 0.0031, -0.1009])
+    )
     return ext1, ext2, T_ee_cam
 
 
@@ -303,7 +304,7 @@ def _clip_near(poly: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
-def render(episode: Episode, camera: Camera, step: int) -> np.ndarray:
+def render(episode: Episode, camera: Camera, step: int, draw_robot: bool = True) -> np.ndarray:
     """RGB uint8 image ``(height, width, 3)`` of the scene through ``camera`` at ``step``."""
     T_cam_base = invert_transform(episode.T_base_cam(camera, step))
     K = camera.K
@@ -331,7 +332,7 @@ def render(episode: Episode, camera: Camera, step: int) -> np.ndarray:
     table_faces, faces[:] = list(faces), []
     for i, obj in enumerate(episode.objects):
         add_box(box_corners(obj.size, episode.T_base_object(i, step)), obj.rgb)
-    for corners, _, rgb in gripper_boxes(episode.T_base_ee[step], float(episode.gripper[step])):
+    for corners, _, rgb in gripper_boxes(episode.T_base_ee[step], float(episode.gripper[step])) if draw_robot else []:
         add_box(corners, rgb)
     scale = 16.0  # cv2 sub-pixel shift of 4 bits
     for _, poly, rgb in table_faces + sorted(faces, key=lambda f: -f[0]):
@@ -344,3 +345,51 @@ def render(episode: Episode, camera: Camera, step: int) -> np.ndarray:
         pts = np.round(uv * scale).astype(np.int32)
         cv2.fillPoly(image, [pts], rgb, lineType=cv2.LINE_AA, shift=4)
     return image
+
+
+# ------------------------------------------------------------------------------- object scenes
+@dataclass(frozen=True)
+class ObjectScene:
+    """Static objects seen by one camera model from several poses (an object / 6D-pose dataset
+    scene). ``episode`` holds the objects (its robot is not rendered); ``views[i]`` is a static
+    camera whose ``T_base_cam`` is the i-th viewpoint."""
+
+    index: int
+    episode: Episode = field(repr=False)
+    views: tuple[Camera, ...] = field(repr=False)
+
+    def T_cam_object(self, view: int, obj: int) -> np.ndarray:
+        return compose(invert_transform(self.views[view].T_base_cam), self.episode.objects[obj].T_world_box)
+
+    def image(self, view: int) -> np.ndarray:
+        return render(self.episode, self.views[view], 0, draw_robot=False)
+
+
+def make_object_scene(
+    seed: int, index: int, num_views: int = 4, width: int = 640, height: int = 480, fovy_deg: float = 55.0
+) -> ObjectScene:
+    """Scene ``index``: 3-5 boxes on the table, photographed from ``num_views`` viewpoints around it."""
+    rng = np.random.default_rng([seed, 50_000 + index])
+    episode = make_episode(seed, 100 + index, 2)
+    objects = _place_objects(rng, int(rng.integers(3, 6)))
+    episode = Episode(
+        episode.index,
+        episode.T_base_ee,
+        episode.gripper,
+        objects,
+        episode.cameras,
+        episode.instructions,
+        episode.success,
+        grasp_step=10**9,
+    )
+    f = 0.5 * height / np.tan(np.radians(fovy_deg) / 2)
+    K = intrinsics_matrix(f, f, (width - 1) / 2, (height - 1) / 2)
+    views = []
+    for v in range(num_views):
+        angle = rng.uniform(-2.2, 2.2)
+        eye = np.array([0.52 - 0.45 * np.cos(angle), 0.45 * np.sin(angle), rng.uniform(0.3, 0.5)])
+        target = np.array([0.53, 0.0, 0.03]) + rng.uniform(-0.03, 0.03, 3)
+        views.append(
+            Camera(f"view{v}", _serial(rng), K, (width, height), width, height, T_base_cam=look_at(eye, target))
+        )
+    return ObjectScene(index, episode, tuple(views))

@@ -13,6 +13,7 @@ from pathlib import Path
 from pipelines.samples.droid import write_droid_sample
 from pipelines.samples.lerobot import write_lerobot_sample
 from pipelines.samples.libero import write_libero_sample
+from pipelines.samples.omni3d import write_omni3d_sample
 from pipelines.samples.oxe import LAYOUTS, write_oxe_sample
 from pipelines.samples.robotwin import write_robotwin_sample
 
@@ -23,6 +24,7 @@ SAMPLES: dict[str, Callable[..., object]] = {
     "lerobot_demo": write_lerobot_sample,
     "lerobot_demo_v21": partial(write_lerobot_sample, version="v2.1"),
     **{name: partial(write_oxe_sample, dataset=name) for name in LAYOUTS},
+    "omni3d_sunrgbd": write_omni3d_sample,
 }
 COMPLETE_MARKER = ".posetok-sample-complete"
 
