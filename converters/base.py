@@ -29,6 +29,7 @@ REGISTRY = {
     "lerobot": "converters.lerobot:LerobotConverter",
     "oxe_rlds": "converters.oxe_rlds:OxeRldsConverter",
     "omni3d": "converters.omni3d:Omni3dConverter",
+    "bop": "converters.bop:BopConverter",
 }
 
 

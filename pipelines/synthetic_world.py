@@ -304,13 +304,13 @@ def _clip_near(poly: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
-def render(episode: Episode, camera: Camera, step: int, draw_robot: bool = True) -> np.ndarray:
-    """RGB uint8 image ``(height, width, 3)`` of the scene through ``camera`` at ``step``."""
+def _draw_list(episode: Episode, camera: Camera, step: int, draw_robot: bool) -> list[tuple[np.ndarray, tuple]]:
+    """Camera-frame face polygons with their shaded colours, in painter's order (far to near,
+    the table first: everything else stands on it)."""
     T_cam_base = invert_transform(episode.T_base_cam(camera, step))
-    K = camera.K
-    faces: list[tuple[float, np.ndarray, tuple]] = []  # (depth, camera-frame polygon, rgb)
+    faces: list[tuple[float, np.ndarray, tuple]] = []  # (distance, camera-frame polygon, rgb)
 
-    def add_box(corners_world: np.ndarray, rgb: tuple, cull: bool = True) -> None:
+    def add_box(corners_world: np.ndarray, rgb: tuple) -> None:
         c = transform_points(T_cam_base, corners_world)
         centre = c.mean(axis=0)
         for face in _BOX_FACES:
@@ -318,33 +318,61 @@ def render(episode: Episode, camera: Camera, step: int, draw_robot: bool = True)
             normal = np.cross(poly[1] - poly[0], poly[2] - poly[0])
             if np.dot(normal, poly.mean(axis=0) - centre) < 0:
                 normal = -normal
-            if cull and np.dot(normal, poly.mean(axis=0)) >= 0:
+            if np.dot(normal, poly.mean(axis=0)) >= 0:
                 continue  # facing away from the camera
             n_world = T_cam_base[:3, :3].T @ (normal / (np.linalg.norm(normal) + 1e-12))
             shade = 0.45 + 0.55 * max(float(np.dot(n_world, LIGHT_DIR)), 0.0)
             faces.append((float(np.linalg.norm(poly.mean(axis=0))), poly, tuple(min(255, int(v * shade)) for v in rgb)))
 
-    image = np.empty((camera.height, camera.width, 3), dtype=np.uint8)
-    image[:] = FLOOR_RGB
-    # table top: a large thin slab; drawn first (everything else stands on it)
-    table = box_corners((1.6, 1.6, 0.02), make_transform(np.eye(3), np.array([0.5, 0.0, -0.01])))
-    add_box(table, TABLE_RGB)
+    add_box(box_corners((1.6, 1.6, 0.02), make_transform(np.eye(3), np.array([0.5, 0.0, -0.01]))), TABLE_RGB)
     table_faces, faces[:] = list(faces), []
     for i, obj in enumerate(episode.objects):
         add_box(box_corners(obj.size, episode.T_base_object(i, step)), obj.rgb)
     for corners, _, rgb in gripper_boxes(episode.T_base_ee[step], float(episode.gripper[step])) if draw_robot else []:
         add_box(corners, rgb)
-    scale = 16.0  # cv2 sub-pixel shift of 4 bits
-    for _, poly, rgb in table_faces + sorted(faces, key=lambda f: -f[0]):
-        clipped = _clip_near(poly)
-        if len(clipped) < 3:
-            continue
-        uv = (K @ (clipped / clipped[:, 2:3]).T).T[:, :2]
-        if np.abs(uv).max() > 1e5:
-            continue
-        pts = np.round(uv * scale).astype(np.int32)
-        cv2.fillPoly(image, [pts], rgb, lineType=cv2.LINE_AA, shift=4)
+    return [(poly, rgb) for _, poly, rgb in table_faces + sorted(faces, key=lambda f: -f[0])]
+
+
+def _pixels(poly: np.ndarray, K: np.ndarray) -> np.ndarray | None:
+    """Fixed-point (4-bit sub-pixel) image polygon of a near-clipped camera-frame polygon."""
+    clipped = _clip_near(poly)
+    if len(clipped) < 3:
+        return None
+    uv = (K @ (clipped / clipped[:, 2:3]).T).T[:, :2]
+    if np.abs(uv).max() > 1e5:
+        return None
+    return np.round(uv * 16.0).astype(np.int32)
+
+
+def render(episode: Episode, camera: Camera, step: int, draw_robot: bool = True) -> np.ndarray:
+    """RGB uint8 image ``(height, width, 3)`` of the scene through ``camera`` at ``step``."""
+    image = np.empty((camera.height, camera.width, 3), dtype=np.uint8)
+    image[:] = FLOOR_RGB
+    for poly, rgb in _draw_list(episode, camera, step, draw_robot):
+        pts = _pixels(poly, camera.K)
+        if pts is not None:
+            cv2.fillPoly(image, [pts], rgb, lineType=cv2.LINE_AA, shift=4)
     return image
+
+
+def render_depth(episode: Episode, camera: Camera, step: int, draw_robot: bool = True) -> np.ndarray:
+    """Depth map [m] (z along the optical axis, 0 where nothing is hit) in the same painter's order
+    as :func:`render`: each face writes the depth of its plane along every pixel's ray."""
+    depth = np.zeros((camera.height, camera.width))
+    vv, uu = np.mgrid[: camera.height, : camera.width]
+    rays = np.stack([(uu - camera.K[0, 2]) / camera.K[0, 0], (vv - camera.K[1, 2]) / camera.K[1, 1]], axis=-1)
+    for poly, _ in _draw_list(episode, camera, step, draw_robot):
+        pts = _pixels(poly, camera.K)
+        if pts is None:
+            continue
+        mask = np.zeros(depth.shape, np.uint8)
+        cv2.fillPoly(mask, [pts], 1, shift=4)
+        hit = mask.astype(bool)
+        normal = np.cross(poly[1] - poly[0], poly[2] - poly[0])
+        # plane n . p = n . p0, p = z * (x, y, 1)  ->  z = n . p0 / (n . (x, y, 1))
+        denom = normal[0] * rays[hit][:, 0] + normal[1] * rays[hit][:, 1] + normal[2]
+        depth[hit] = float(normal @ poly[0]) / np.where(np.abs(denom) < 1e-12, np.inf, denom)
+    return depth
 
 
 # ------------------------------------------------------------------------------- object scenes
@@ -363,6 +391,9 @@ class ObjectScene:
 
     def image(self, view: int) -> np.ndarray:
         return render(self.episode, self.views[view], 0, draw_robot=False)
+
+    def depth(self, view: int) -> np.ndarray:
+        return render_depth(self.episode, self.views[view], 0, draw_robot=False)
 
 
 def make_object_scene(

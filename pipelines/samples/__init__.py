@@ -10,6 +10,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from pipelines.samples.bop import write_bop_sample
 from pipelines.samples.droid import write_droid_sample
 from pipelines.samples.lerobot import write_lerobot_sample
 from pipelines.samples.libero import write_libero_sample
@@ -25,6 +26,7 @@ SAMPLES: dict[str, Callable[..., object]] = {
     "lerobot_demo_v21": partial(write_lerobot_sample, version="v2.1"),
     **{name: partial(write_oxe_sample, dataset=name) for name in LAYOUTS},
     "omni3d_sunrgbd": write_omni3d_sample,
+    "bop_ycbv": write_bop_sample,
 }
 COMPLETE_MARKER = ".posetok-sample-complete"
 
