@@ -30,6 +30,7 @@ REGISTRY = {
     "oxe_rlds": "converters.oxe_rlds:OxeRldsConverter",
     "omni3d": "converters.omni3d:Omni3dConverter",
     "bop": "converters.bop:BopConverter",
+    "objectron": "converters.objectron:ObjectronConverter",
 }
 
 

@@ -14,6 +14,7 @@ from pipelines.samples.bop import write_bop_sample
 from pipelines.samples.droid import write_droid_sample
 from pipelines.samples.lerobot import write_lerobot_sample
 from pipelines.samples.libero import write_libero_sample
+from pipelines.samples.objectron import write_objectron_sample
 from pipelines.samples.omni3d import write_omni3d_sample
 from pipelines.samples.oxe import LAYOUTS, write_oxe_sample
 from pipelines.samples.robotwin import write_robotwin_sample
@@ -27,6 +28,7 @@ SAMPLES: dict[str, Callable[..., object]] = {
     **{name: partial(write_oxe_sample, dataset=name) for name in LAYOUTS},
     "omni3d_sunrgbd": write_omni3d_sample,
     "bop_ycbv": write_bop_sample,
+    "objectron": write_objectron_sample,
 }
 COMPLETE_MARKER = ".posetok-sample-complete"
 
