@@ -9,6 +9,7 @@ engine owns I/O, parallelism, resume and the quarantine log.
 from __future__ import annotations
 
 import importlib
+import pickle
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ REGISTRY = {
     "omni3d": "converters.omni3d:Omni3dConverter",
     "bop": "converters.bop:BopConverter",
     "objectron": "converters.objectron:ObjectronConverter",
+    "ho3d": "converters.ho3d:Ho3dConverter",
 }
 
 
@@ -97,6 +99,30 @@ def load_converter(entry: DatasetEntry, source: Path, options: dict | None = Non
         ) from None
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)(entry, Path(source), {**entry.options, **(options or {})})
+
+
+# ---------------------------------------------------------------------------- safe unpickling
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and plain builtins (dict, list, str, numbers, None) only; any other
+    global - the way a malicious pickle runs code - is refused with ``UnpicklingError``."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # Python 3 protocol-2 pickles encode array bytes with it (str -> bytes only)
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays and builtins are allowed")
+        return super().find_class(module, name)
+
+
+def load_pickle(path) -> object:
+    """Load a pickle written by Python 2 or 3 (latin1 strings) with :class:`RestrictedUnpickler`."""
+    with open(path, "rb") as f:
+        return RestrictedUnpickler(f, encoding="latin1").load()
 
 
 # ------------------------------------------------------------------------------ shared images

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from schemas.geometry import matrix_to_quat, project_points
-from schemas.record import ego_item, object_item, sample_id, to_table
+from schemas.record import ego_item, object_item, sample_id, to_table, waypoint_item
 from schemas.tokenizer import Codebook, row_tokens
 
 _CORNER_SIGNS = np.array([[(i >> 2) & 1, (i >> 1) & 1, i & 1] for i in range(8)]) * 2 - 1
@@ -35,11 +35,14 @@ class ObjectInstance:
 
 @dataclass
 class HandInstance:
-    """A hand: wrist pose and 21 joints [m] in the camera frame (``name`` left_hand / right_hand)."""
+    """A hand: wrist pose and 21 joints [m] in the camera frame (``name`` left_hand / right_hand);
+    ``future`` = ``(offset_steps, offset_s, T_cam_wrist)`` of later wrist poses, expressed in THIS
+    image's camera frame (VIPA-VLA's motion targets)."""
 
     name: str
     T_cam_wrist: np.ndarray
-    joints: np.ndarray  # (21, 3)
+    joints: np.ndarray  # (21, 3), or (0, 3) when the source has no joints
+    future: list[tuple[int, float, np.ndarray]] = field(default_factory=list)
 
 
 @dataclass
@@ -108,6 +111,11 @@ def image_rows(images: list[ImageInput], codebook: Codebook, counter: Counter | 
                     symmetry=o.symmetry,
                 )
             )
+        waypoints = [
+            waypoint_item(h.name, k, k_s, T[:3, 3], matrix_to_quat(T[:3, :3]), K, im.width, im.height)
+            for h in im.hands
+            for k, k_s, T in h.future
+        ]
         ego = [
             ego_item(
                 h.name,
@@ -139,7 +147,7 @@ def image_rows(images: list[ImageInput], codebook: Codebook, counter: Counter | 
             "instruction": im.instructions,
             "objects": objects,
             "ego": ego,
-            "waypoints": [],
+            "waypoints": waypoints,
             "state": None,
             "action": None,
             "embodiment": "human_hand" if im.hands else None,

@@ -304,7 +304,9 @@ def _clip_near(poly: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
-def _draw_list(episode: Episode, camera: Camera, step: int, draw_robot: bool) -> list[tuple[np.ndarray, tuple]]:
+def _draw_list(
+    episode: Episode, camera: Camera, step: int, draw_robot: bool, extra: list[tuple[np.ndarray, tuple]] = ()
+) -> list[tuple[np.ndarray, tuple]]:
     """Camera-frame face polygons with their shaded colours, in painter's order (far to near,
     the table first: everything else stands on it)."""
     T_cam_base = invert_transform(episode.T_base_cam(camera, step))
@@ -330,6 +332,8 @@ def _draw_list(episode: Episode, camera: Camera, step: int, draw_robot: bool) ->
         add_box(box_corners(obj.size, episode.T_base_object(i, step)), obj.rgb)
     for corners, _, rgb in gripper_boxes(episode.T_base_ee[step], float(episode.gripper[step])) if draw_robot else []:
         add_box(corners, rgb)
+    for corners, rgb in extra:  # e.g. hand bones: (8 world corners, rgb)
+        add_box(corners, rgb)
     return [(poly, rgb) for _, poly, rgb in table_faces + sorted(faces, key=lambda f: -f[0])]
 
 
@@ -344,11 +348,14 @@ def _pixels(poly: np.ndarray, K: np.ndarray) -> np.ndarray | None:
     return np.round(uv * 16.0).astype(np.int32)
 
 
-def render(episode: Episode, camera: Camera, step: int, draw_robot: bool = True) -> np.ndarray:
-    """RGB uint8 image ``(height, width, 3)`` of the scene through ``camera`` at ``step``."""
+def render(
+    episode: Episode, camera: Camera, step: int, draw_robot: bool = True, extra: list[tuple[np.ndarray, tuple]] = ()
+) -> np.ndarray:
+    """RGB uint8 image ``(height, width, 3)`` of the scene through ``camera`` at ``step``
+    (``extra``: more boxes as (8 world-frame corners, rgb), e.g. a hand's bones)."""
     image = np.empty((camera.height, camera.width, 3), dtype=np.uint8)
     image[:] = FLOOR_RGB
-    for poly, rgb in _draw_list(episode, camera, step, draw_robot):
+    for poly, rgb in _draw_list(episode, camera, step, draw_robot, extra):
         pts = _pixels(poly, camera.K)
         if pts is not None:
             cv2.fillPoly(image, [pts], rgb, lineType=cv2.LINE_AA, shift=4)
@@ -424,3 +431,89 @@ def make_object_scene(
             Camera(f"view{v}", _serial(rng), K, (width, height), width, height, T_base_cam=look_at(eye, target))
         )
     return ObjectScene(index, episode, tuple(views))
+
+
+# --------------------------------------------------------------------------------------- hands
+# 21 joints: wrist, then thumb, index, middle, ring, little, each (mcp, pip, dip, tip); the hand
+# frame has +x along the fingers, +y across the palm (thumb side +y for a right hand), +z out of
+# the back of the hand.
+FINGER_BASES = np.array(
+    [[0.025, 0.035, -0.01], [0.085, 0.025, 0.0], [0.09, 0.003, 0.0], [0.085, -0.018, 0.0], [0.075, -0.036, 0.0]]
+)
+FINGER_SEGMENTS_M = np.array(
+    [[0.035, 0.03, 0.025], [0.04, 0.025, 0.02], [0.045, 0.028, 0.022], [0.04, 0.026, 0.02], [0.032, 0.02, 0.018]]
+)
+SKIN_RGB = (225, 180, 150)
+HAND_PARENTS = [-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19]
+
+
+def hand_joints(T_world_wrist: np.ndarray, flex: float) -> np.ndarray:
+    """``(21, 3)`` joint positions [m] in the world for a wrist pose and a finger flexion in [0, 1]."""
+    local = [np.zeros(3)]
+    for base, lengths in zip(FINGER_BASES, FINGER_SEGMENTS_M, strict=True):
+        point, angle = base.copy(), 0.0
+        local.append(point.copy())
+        for length in lengths:
+            angle += 0.5 * np.pi * flex / 3  # each joint curls the finger towards the palm (-z)
+            point = point + length * np.array([np.cos(angle), 0.0, -np.sin(angle)])
+            local.append(point.copy())
+    return transform_points(T_world_wrist, np.array(local))
+
+
+def hand_boxes(joints: np.ndarray) -> list[tuple[np.ndarray, tuple]]:
+    """Thin boxes along the 20 bones, for :func:`render` ``extra``."""
+    boxes = []
+    for child, parent in enumerate(HAND_PARENTS):
+        if parent < 0:
+            continue
+        a, b = joints[parent], joints[child]
+        x = (b - a) / (np.linalg.norm(b - a) + 1e-12)
+        helper = np.array([0.0, 0.0, 1.0]) if abs(x[2]) < 0.9 else np.array([0.0, 1.0, 0.0])
+        y = np.cross(helper, x)
+        y /= np.linalg.norm(y)
+        R = np.stack([x, y, np.cross(x, y)], axis=1)
+        T = make_transform(R, (a + b) / 2)
+        boxes.append((box_corners((float(np.linalg.norm(b - a)), 0.016, 0.016), T), SKIN_RGB))
+    return boxes
+
+
+@dataclass(frozen=True)
+class HandSequence:
+    """A right hand reaching for an object on the table, seen by one static camera."""
+
+    index: int
+    scene: ObjectScene = field(repr=False)
+    T_world_wrist: np.ndarray = field(repr=False)  # (T, 4, 4)
+    flex: np.ndarray = field(repr=False)  # (T,) finger flexion 0 open .. 1 fist
+    fps: float = 30.0
+
+    @property
+    def camera(self) -> Camera:
+        return self.scene.views[0]
+
+    def joints(self, t: int) -> np.ndarray:
+        return hand_joints(self.T_world_wrist[t], float(self.flex[t]))
+
+    def T_cam_wrist(self, t: int) -> np.ndarray:
+        return compose(invert_transform(self.camera.T_base_cam), self.T_world_wrist[t])
+
+    def image(self, t: int) -> np.ndarray:
+        return render(self.scene.episode, self.camera, 0, draw_robot=False, extra=hand_boxes(self.joints(t)))
+
+
+def make_hand_sequence(
+    seed: int, index: int, num_frames: int = 60, width: int = 640, height: int = 480
+) -> HandSequence:
+    """Sequence ``index``: the hand moves from above the table to the first object, closing its fingers."""
+    rng = np.random.default_rng([seed, 70_000 + index])
+    scene = make_object_scene(seed, 1000 + index, num_views=1, width=width, height=height)
+    goal = scene.episode.objects[0].T_world_box[:3, 3] + np.array([-0.06, 0.0, 0.06])
+    start = goal + np.array([-0.12, rng.uniform(-0.1, 0.1), 0.15])
+    path = _smooth_path([(0, start), (int(0.8 * num_frames), goal)], num_frames)
+    # palm facing down (hand z up), fingers pointing forward (+x), a slow roll
+    roll = np.linspace(0.0, 0.3, num_frames) + rng.uniform(-0.2, 0.2)
+    R = euler_xyz_to_matrix(np.stack([roll, np.full(num_frames, 0.2), np.full(num_frames, rng.uniform(-0.4, 0.4))], 1))
+    flex = _smooth_path(
+        [(0, np.array([0.1])), (int(0.6 * num_frames), np.array([0.1])), (num_frames - 1, np.array([0.8]))], num_frames
+    )[:, 0]
+    return HandSequence(index, scene, make_transform(R, path), flex)

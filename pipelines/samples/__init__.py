@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipelines.samples.bop import write_bop_sample
 from pipelines.samples.droid import write_droid_sample
+from pipelines.samples.ho3d import write_ho3d_sample
 from pipelines.samples.lerobot import write_lerobot_sample
 from pipelines.samples.libero import write_libero_sample
 from pipelines.samples.objectron import write_objectron_sample
@@ -29,6 +30,7 @@ SAMPLES: dict[str, Callable[..., object]] = {
     "omni3d_sunrgbd": write_omni3d_sample,
     "bop_ycbv": write_bop_sample,
     "objectron": write_objectron_sample,
+    "ho3d": write_ho3d_sample,
 }
 COMPLETE_MARKER = ".posetok-sample-complete"
 

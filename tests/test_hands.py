@@ -1,0 +1,84 @@
+"""Hand datasets: HO-3D's OpenGL camera frame and millimetre-free metres, pickles loaded safely."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from converters.base import RestrictedUnpickler, load_pickle
+from pipelines.samples.ho3d import write_ho3d_sample
+from pipelines.synthetic_world import make_hand_sequence, render_depth
+from schemas.geometry import compose, invert_transform, quat_to_matrix
+from tests.test_object_formats import convert_all
+
+
+@pytest.fixture(scope="module")
+def ho3d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ho3d")
+    sequences = write_ho3d_sample(root, sequences=[make_hand_sequence(2, i, 40, 320, 240) for i in range(2)])
+    return root, sequences, convert_all("ho3d", root)
+
+
+def test_ho3d_hand_and_object_in_opencv_camera_frame(ho3d):
+    _, sequences, (table, rejected, _, depths) = ho3d
+    assert not rejected and table.num_rows == 80
+    by_name = {f"SYN{s.index:02d}": s for s in sequences}
+    for row in table.to_pylist():
+        seq, t = by_name[row["episode_id"]], row["frame_index"]
+        (hand,) = row["ego"]
+        assert hand["name"] == "right_hand" and hand["gripper"] is None
+        truth = seq.T_cam_wrist(t)
+        np.testing.assert_allclose(hand["t"], truth[:3, 3], atol=1e-6)
+        R = quat_to_matrix(np.array(hand["q"])).T @ truth[:3, :3]
+        assert np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))) < 0.01
+        joints_cam = (seq.joints(t) - seq.camera.T_base_cam[:3, 3]) @ seq.camera.T_base_cam[:3, :3]
+        np.testing.assert_allclose(hand["keypoints"], joints_cam, atol=1e-6)
+        assert hand["t"][2] > 0 and hand["center_uv"] is not None  # in front: the OpenGL flip was applied
+        (obj,) = row["objects"]
+        np.testing.assert_allclose(obj["t"], seq.scene.T_cam_object(0, 0)[:3, 3], atol=1e-6)  # centre, not origin
+        np.testing.assert_allclose(obj["size"], seq.scene.episode.objects[0].size, atol=1e-6)
+        for wp in row["waypoints"]:
+            future = compose(invert_transform(seq.camera.T_base_cam), seq.T_world_wrist[t + wp["offset_steps"]])
+            np.testing.assert_allclose(wp["t"], future[:3, 3], atol=1e-6)
+    np.testing.assert_allclose(
+        depths[0], render_depth(sequences[0].scene.episode, sequences[0].camera, 0, False), atol=0.00013
+    )
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused_and_never_runs(ho3d, tmp_path):
+    root, _, _ = ho3d
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps({"handJoints3D": _Exploit(marker)}))
+    with pytest.raises(pickle.UnpicklingError, match="refused to load posix.system|refused to load os.system"):
+        load_pickle(evil)
+    assert not marker.exists()
+    victim = next((root / "train" / "SYN01" / "meta").glob("0005.pkl"))
+    original = victim.read_bytes()
+    try:
+        victim.write_bytes(evil.read_bytes())
+        table, rejected, _, _ = convert_all("ho3d", root)
+        assert [r.stage for r in rejected] == ["security"] and "0005.pkl" in rejected[0].location
+        assert table.num_rows == 79 and not marker.exists()
+    finally:
+        victim.write_bytes(original)
+
+
+def test_restricted_unpickler_still_reads_numpy(tmp_path):
+    path = tmp_path / "ok.pkl"
+    data = {"a": np.arange(6.0).reshape(2, 3), "name": "mug", "n": 3, "none": None}
+    path.write_bytes(pickle.dumps(data, protocol=2))
+    loaded = load_pickle(path)
+    np.testing.assert_array_equal(loaded["a"], data["a"])
+    assert loaded["name"] == "mug" and issubclass(RestrictedUnpickler, pickle.Unpickler)
