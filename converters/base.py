@@ -33,6 +33,8 @@ REGISTRY = {
     "bop": "converters.bop:BopConverter",
     "objectron": "converters.objectron:ObjectronConverter",
     "ho3d": "converters.ho3d:Ho3dConverter",
+    "dexycb": "converters.dexycb:DexycbConverter",
+    "egodex": "converters.egodex:EgodexConverter",
 }
 
 

@@ -82,3 +82,46 @@ def test_restricted_unpickler_still_reads_numpy(tmp_path):
     loaded = load_pickle(path)
     np.testing.assert_array_equal(loaded["a"], data["a"])
     assert loaded["name"] == "mug" and issubclass(RestrictedUnpickler, pickle.Unpickler)
+
+
+def test_dexycb_hand_and_mesh_centred_object(tmp_path):
+    from pipelines.samples.dexycb import write_dexycb_sample
+
+    sequences = write_dexycb_sample(tmp_path, sequences=[make_hand_sequence(4, 0, 35, 320, 240)])
+    table, rejected, _, _ = convert_all("dexycb", tmp_path)
+    assert not rejected and table.num_rows == 35
+    seq = sequences[0]
+    for row in table.to_pylist():
+        t = row["frame_index"]
+        np.testing.assert_allclose(row["ego"][0]["t"], seq.T_cam_wrist(t)[:3, 3], atol=1e-5)
+        (obj,) = row["objects"]
+        np.testing.assert_allclose(obj["t"], seq.scene.T_cam_object(0, 0)[:3, 3], atol=1e-5)  # mesh centre, not origin
+        assert obj["category"] == "master chef can"
+    assert [w["offset_steps"] for w in table.to_pylist()[0]["waypoints"]] == [30]
+
+
+@pytest.mark.parametrize("camera_axes", ["opengl", "opencv"])
+def test_egodex_world_and_camera_axes(tmp_path, camera_axes):
+    import h5py
+
+    from pipelines.samples.egodex import head_camera, write_egodex_sample
+    from schemas.geometry import opengl_to_opencv_camera_pose
+
+    sequences = write_egodex_sample(tmp_path, sequences=[make_hand_sequence(6, 0, 32, 240, 136)])
+    clip = next(tmp_path.rglob("*.hdf5"))
+    if camera_axes == "opencv":  # some exports may already use OpenCV camera axes: must be detected, not assumed
+        with h5py.File(clip, "a") as f:
+            f["transforms/camera"][...] = opengl_to_opencv_camera_pose(f["transforms/camera"][...])
+    table, rejected, stats, _ = convert_all("egodex", tmp_path)
+    assert not rejected and table.num_rows == 32
+    expected_note = "camera axes: OpenGL (flipped)" if camera_axes == "opengl" else "camera axes: OpenCV"
+    assert stats.notes[expected_note] == 1
+    seq = sequences[0]
+    for row in table.to_pylist():
+        t = row["frame_index"]
+        T_cam_world = invert_transform(head_camera(seq, t))
+        np.testing.assert_allclose(row["ego"][0]["t"], (T_cam_world @ seq.T_world_wrist[t])[:3, 3], atol=1e-5)
+        for wp in row["waypoints"]:  # the future wrist, in THIS frame's moving camera
+            future = T_cam_world @ seq.T_world_wrist[t + wp["offset_steps"]]
+            np.testing.assert_allclose(wp["t"], future[:3, 3], atol=1e-5)
+        assert row["instruction"] == ["reach for the block on the table and grasp it"]

@@ -11,7 +11,9 @@ from functools import partial
 from pathlib import Path
 
 from pipelines.samples.bop import write_bop_sample
+from pipelines.samples.dexycb import write_dexycb_sample
 from pipelines.samples.droid import write_droid_sample
+from pipelines.samples.egodex import write_egodex_sample
 from pipelines.samples.ho3d import write_ho3d_sample
 from pipelines.samples.lerobot import write_lerobot_sample
 from pipelines.samples.libero import write_libero_sample
@@ -31,6 +33,8 @@ SAMPLES: dict[str, Callable[..., object]] = {
     "bop_ycbv": write_bop_sample,
     "objectron": write_objectron_sample,
     "ho3d": write_ho3d_sample,
+    "dexycb": write_dexycb_sample,
+    "egodex": write_egodex_sample,
 }
 COMPLETE_MARKER = ".posetok-sample-complete"
 

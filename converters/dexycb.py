@@ -1,0 +1,188 @@
+"""DexYCB -> schema v1 (hands + YCB objects, 8 static cameras per sequence; formats.md 9.1).
+
+```
+<source>/<date-subject>/<seq>/meta.yml                 serials, num_frames, ycb_ids, mano_sides
+<source>/<date-subject>/<seq>/<serial>/color_%06d.jpg, labels_%06d.npz
+<source>/calibration/intrinsics/<serial>_640x480.yml   color: {fx, fy, ppx, ppy}
+<source>/models/<ycb name>/textured_simple.obj         object meshes (metres)
+```
+
+Where each field comes from: ``labels.pose_y[i]`` = object ``[R | t]`` of ``ycb_ids[i]`` in the
+camera frame (OpenCV, metres) about the MODEL origin, which is not the box centre: the object's
+box (centre offset and size) comes from the mesh's vertex extents. ``joint_3d[0]`` (21 joints,
+camera metres; -1 when absent) gives the keypoints and the wrist position (joint 0);
+``pose_m[0, :3]`` is MANO's global rotation (the wrist orientation). ``mano_sides`` names the hand.
+Category names: the YCB model name with the numeric prefix dropped (``002_master_chef_can`` ->
+``master chef can``). Waypoints: the wrist ``k`` frames later in the same static camera (30 fps).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size
+from converters.object_rows import HandInstance, ImageInput, ObjectInstance, image_rows
+from converters.robot_rows import waypoint_offsets
+from schemas.catalog import DatasetEntry
+from schemas.geometry import axis_angle_to_matrix, intrinsics_matrix, make_transform
+from schemas.tokenizer import Codebook
+
+VERSION = "0.1.0"
+YCB_CLASSES = [
+    "002_master_chef_can",
+    "003_cracker_box",
+    "004_sugar_box",
+    "005_tomato_soup_can",
+    "006_mustard_bottle",
+    "007_tuna_fish_can",
+    "008_pudding_box",
+    "009_gelatin_box",
+    "010_potted_meat_can",
+    "011_banana",
+    "019_pitcher_base",
+    "021_bleach_cleanser",
+    "024_bowl",
+    "025_mug",
+    "035_power_drill",
+    "036_wood_block",
+    "037_scissors",
+    "040_large_marker",
+    "051_large_clamp",
+    "052_extra_large_clamp",
+    "061_foam_brick",
+]
+
+
+def mesh_box(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(centre, size) [m] of an OBJ mesh's vertices, in the model frame."""
+    vertices = np.array(
+        [[float(x) for x in line.split()[1:4]] for line in path.read_text().splitlines() if line.startswith("v ")]
+    )
+    if len(vertices) == 0:
+        raise ValueError(f"{path}: no vertices")
+    lo, hi = vertices.min(0), vertices.max(0)
+    return (lo + hi) / 2, hi - lo
+
+
+class DexycbConverter:
+    name = "dexycb"
+    version = VERSION
+
+    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+        self.entry, self.source, self.options = entry, source, options
+        self.sequences = sorted(p.parent for p in source.glob("*/*/meta.yml"))
+        if not self.sequences:
+            raise FileNotFoundError(f"{source}: no DexYCB sequences (expected <subject>/<seq>/meta.yml)")
+        self.fps = float(options.get("fps", entry.fps or 30.0))
+        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+        self._boxes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
+        seqs = self.sequences[:limit_episodes] if limit_episodes is not None else self.sequences
+        return [WorkUnit(f"{p.parent.name}-{p.name}", "train", {"sequence": str(p)}) for p in seqs]
+
+    def source_info(self) -> dict:
+        listing = [str(p.relative_to(self.source)) for p in self.sequences]
+        return {
+            "path": str(self.source),
+            "version": "DexYCB",
+            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
+        }
+
+    def dataset_metadata(self) -> dict:
+        return {
+            "fps_assumed": self.fps,
+            "views": "one per camera serial",
+            "objects": "box from the YCB mesh extents; pose_y is about the mesh origin",
+        }
+
+    def _box(self, ycb_id: int) -> tuple[np.ndarray, np.ndarray]:
+        if ycb_id not in self._boxes:
+            self._boxes[ycb_id] = mesh_box(self.source / "models" / YCB_CLASSES[ycb_id - 1] / "textured_simple.obj")
+        return self._boxes[ycb_id]
+
+    def convert_unit(self, unit: WorkUnit, codebook: Codebook, stats: UnitStats) -> Iterator[EpisodeRows | Rejected]:
+        seq = Path(unit.payload["sequence"])
+        try:
+            meta = yaml.safe_load((seq / "meta.yml").read_text())
+            serials, ycb_ids = [str(s) for s in meta["serials"]], [int(i) for i in meta["ycb_ids"]]
+            side = meta.get("mano_sides", ["right"])[0]
+        except (OSError, KeyError, yaml.YAMLError) as e:
+            yield Rejected(str(seq / "meta.yml"), "read", f"{type(e).__name__}: {e}")
+            return
+        for serial in serials:
+            try:
+                yield self._camera(seq, serial, ycb_ids, side, unit, codebook, stats)
+            except (OSError, KeyError, ValueError) as e:
+                yield Rejected(str(seq / serial), "read", f"{type(e).__name__}: {e}")
+
+    def _camera(
+        self,
+        seq: Path,
+        serial: str,
+        ycb_ids: list[int],
+        side: str,
+        unit: WorkUnit,
+        codebook: Codebook,
+        stats: UnitStats,
+    ) -> EpisodeRows:
+        intr = yaml.safe_load((self.source / "calibration" / "intrinsics" / f"{serial}_640x480.yml").read_text())[
+            "color"
+        ]
+        K = intrinsics_matrix(intr["fx"], intr["fy"], intr["ppx"], intr["ppy"])
+        frames = sorted((seq / serial).glob("labels_*.npz"))
+        labels = [np.load(p) for p in frames]
+        wrists = []
+        for lab in labels:
+            joints = lab["joint_3d"][0].astype(np.float64)
+            wrists.append(
+                None
+                if np.all(joints == -1)
+                else make_transform(axis_angle_to_matrix(lab["pose_m"][0, :3].astype(np.float64)), joints[0])
+            )
+        images = []
+        for i, (path, lab) in enumerate(zip(frames, labels, strict=True)):
+            frame = int(path.stem.split("_")[1])
+            data = (seq / serial / f"color_{frame:06d}.jpg").read_bytes()
+            width, height = image_size(data)
+            objects = []
+            for k, ycb_id in enumerate(ycb_ids):
+                centre, size = self._box(ycb_id)
+                T_origin = np.vstack([lab["pose_y"][k].astype(np.float64), [0, 0, 0, 1]])
+                if np.allclose(T_origin[:3, :3], 0):
+                    continue  # object not annotated in this frame
+                name = YCB_CLASSES[ycb_id - 1].split("_", 1)[1].replace("_", " ")
+                objects.append(ObjectInstance(name, str(ycb_id), T_origin @ make_transform(np.eye(3), centre), size))
+            hands = []
+            if wrists[i] is not None:
+                future = [
+                    (k, k / self.fps, wrists[i + k])
+                    for k in self.offsets
+                    if i + k < len(wrists) and wrists[i + k] is not None
+                ]
+                hands.append(HandInstance(f"{side}_hand", wrists[i], lab["joint_3d"][0].astype(np.float64), future))
+            images.append(
+                ImageInput(
+                    self.entry.name,
+                    unit.split,
+                    "hands",
+                    seq.relative_to(self.source).as_posix(),
+                    frame,
+                    serial,
+                    data,
+                    width,
+                    height,
+                    K,
+                    objects,
+                    hands,
+                    timestamp_s=frame / self.fps,
+                )
+            )
+        stats.notes["camera streams"] += 1
+        return EpisodeRows(f"{seq.name}/{serial}", image_rows(images, codebook, stats.clipped_tokens))

@@ -1,0 +1,159 @@
+"""EgoDex (Apple Vision Pro egocentric video) -> schema v1 hands.  Layout (formats.md 9.5):
+
+```
+<source>/<part>/<task>/<idx>.hdf5 + <idx>.mp4      30 Hz video, one HDF5 of poses per clip
+  camera/intrinsic (3, 3); transforms/camera (N, 4, 4); transforms/<joint> (N, 4, 4); confidences/<joint> (N,)
+  attrs: llm_description (+ llm_description2)
+```
+
+Poses are in the ARKit world (+y up); only camera-relative quantities are used, so the world
+convention drops out: ``T_cam_joint = inv(T_world_camera[t]) @ T_world_joint[t]``. The camera's
+own axis convention is not documented (ARKit cameras look down -z with y up); it is decided per
+clip BY PROJECTION, as the format notes advise: if the wrists lie behind the camera (median
+z < 0) the camera uses OpenGL axes and is converted (``p_cv = diag(1, -1, -1) p``), and the
+decision is counted in the notes. The 21 keypoints per hand are the wrist (``<side>Hand``), the
+thumb's Knuckle / IntermediateBase / IntermediateTip / Tip and each finger's Knuckle /
+IntermediateBase / IntermediateTip / Tip (metacarpals dropped). Video frame i is pose row i
+(decoded in order with PyAV, re-encoded as JPEG). Waypoints: the wrist ``k`` frames later,
+expressed in frame t's (moving) camera. Hands with mean confidence below
+``options.min_confidence`` (0.5) are left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, require
+from converters.object_rows import HandInstance, ImageInput, image_rows
+from converters.robot_rows import waypoint_offsets
+from schemas.catalog import DatasetEntry
+from schemas.geometry import OPENGL_TO_OPENCV, invert_transform, make_transform
+from schemas.tokenizer import Codebook
+
+VERSION = "0.1.0"
+FINGERS = ("Thumb", "IndexFinger", "MiddleFinger", "RingFinger", "LittleFinger")
+PARTS = ("Knuckle", "IntermediateBase", "IntermediateTip", "Tip")
+FLIP = make_transform(OPENGL_TO_OPENCV, np.zeros(3))
+
+
+def hand_joint_names(side: str) -> list[str]:
+    return [f"{side}Hand"] + [f"{side}{finger}{part}" for finger in FINGERS for part in PARTS]
+
+
+def decode_frames(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+class EgodexConverter:
+    name = "egodex"
+    version = VERSION
+
+    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+        self.entry, self.source, self.options = entry, source, options
+        self.files = sorted(source.glob("**/*.hdf5"))
+        if not self.files:
+            raise FileNotFoundError(f"{source}: no EgoDex clips (<part>/<task>/<idx>.hdf5 + .mp4)")
+        self.fps = float(entry.fps or 30.0)
+        self.quality = int(options.get("jpeg_quality", 95))
+        self.min_conf = float(options.get("min_confidence", 0.5))
+        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+
+    def _episode_id(self, path: Path) -> str:
+        return path.relative_to(self.source).with_suffix("").as_posix()
+
+    def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
+        files = self.files[:limit_episodes] if limit_episodes is not None else self.files
+        return [WorkUnit(self._episode_id(p).replace("/", "-"), "train", {"file": str(p)}) for p in files]
+
+    def source_info(self) -> dict:
+        listing = [(str(p.relative_to(self.source)), p.stat().st_size) for p in self.files]
+        return {
+            "path": str(self.source),
+            "version": "EgoDex",
+            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
+        }
+
+    def dataset_metadata(self) -> dict:
+        return {
+            "camera_axes": "decided per clip by projection (notes)",
+            "fps": self.fps,
+            "image_encoding": f"JPEG quality {self.quality} from the mp4",
+            "views": ["camera"],
+        }
+
+    def convert_unit(self, unit: WorkUnit, codebook: Codebook, stats: UnitStats) -> Iterator[EpisodeRows | Rejected]:
+        import h5py
+
+        path = Path(unit.payload["file"])
+        try:
+            with h5py.File(path, "r") as f:
+                yield self._convert(f, path, unit, codebook, stats)
+        except (OSError, KeyError, ValueError) as e:
+            yield Rejected(str(path), "read", f"{type(e).__name__}: {e}")
+
+    def _convert(self, f, path: Path, unit: WorkUnit, codebook: Codebook, stats: UnitStats) -> EpisodeRows:
+        K = np.asarray(require(f, "camera/intrinsic"), dtype=np.float64)
+        T_world_cam = np.asarray(require(f, "transforms/camera"), dtype=np.float64)
+        T_cam_world = invert_transform(T_world_cam)
+        hands = {}
+        for side in ("left", "right"):
+            names = hand_joint_names(side)
+            if not all(f"transforms/{n}" in f for n in names):
+                continue
+            conf = np.mean([np.mean(f[f"confidences/{n}"]) for n in names if f"confidences/{n}" in f] or [1.0])
+            if conf < self.min_conf:
+                stats.notes[f"{side} hand dropped: low confidence"] += 1
+                continue
+            T_world_joints = np.stack([np.asarray(f[f"transforms/{n}"], dtype=np.float64) for n in names], axis=1)
+            hands[side] = T_world_joints  # (N, 21, 4, 4)
+        if not hands:
+            raise ValueError("no hand with all 21 joints")
+        wrist_z = np.concatenate([(T_cam_world @ joints[:, 0])[:, 2, 3] for joints in hands.values()])
+        opengl = np.median(wrist_z) < 0
+        to_cv = FLIP if opengl else np.eye(4)
+        stats.notes["camera axes: OpenGL (flipped)" if opengl else "camera axes: OpenCV"] += 1
+        frames = decode_frames(path.with_suffix(".mp4"))
+        n = len(T_world_cam)
+        if len(frames) < n:
+            raise ValueError(f"{path.with_suffix('.mp4').name}: {len(frames)} video frames for {n} pose rows")
+        description = f.attrs.get("llm_description", "")
+        description = description.decode() if isinstance(description, bytes) else str(description)
+        images = []
+        for t in range(n):
+            ego = []
+            for side, joints in hands.items():
+                T_cam = to_cv @ T_cam_world[t]
+                wrist = T_cam @ joints[t, 0]
+                keypoints = (T_cam @ joints[t])[:, :3, 3]
+                future = [(k, k / self.fps, T_cam @ joints[t + k, 0]) for k in self.offsets if t + k < n]
+                ego.append(HandInstance(f"{side}_hand", wrist, keypoints, future))
+            h, w = frames[t].shape[:2]
+            images.append(
+                ImageInput(
+                    self.entry.name,
+                    unit.split,
+                    "hands",
+                    self._episode_id(path),
+                    t,
+                    "camera",
+                    encode_jpeg(frames[t], self.quality),
+                    w,
+                    h,
+                    K,
+                    [],
+                    ego,
+                    timestamp_s=t / self.fps,
+                    T_ref_cam=invert_transform(to_cv @ T_cam_world[t]),
+                    ref_frame="arkit_world",
+                    instructions=[description] if description else [],
+                )
+            )
+        return EpisodeRows(self._episode_id(path), image_rows(images, codebook, stats.clipped_tokens))
