@@ -35,6 +35,7 @@ REGISTRY = {
     "ho3d": "converters.ho3d:Ho3dConverter",
     "dexycb": "converters.dexycb:DexycbConverter",
     "egodex": "converters.egodex:EgodexConverter",
+    "hot3d_clips": "converters.hot3d_clips:Hot3dClipsConverter",
 }
 
 

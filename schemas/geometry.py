@@ -81,9 +81,15 @@ def quat_to_matrix(q: np.ndarray) -> np.ndarray:
     w, x, y, z = np.moveaxis(q, -1, 0)
     R = np.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-            2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-            2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - z * w),
+            2 * (x * z + y * w),
+            2 * (x * y + z * w),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - x * w),
+            2 * (x * z - y * w),
+            2 * (y * z + x * w),
+            1 - 2 * (x * x + y * y),
         ],
         axis=-1,
     )
@@ -110,23 +116,27 @@ def matrix_to_quat(R: np.ndarray) -> np.ndarray:
         if k == 0:
             s = np.sqrt(1.0 + tr[sel]) * 2
             q[sel] = np.stack(
-                [0.25 * s, (r[:, 2, 1] - r[:, 1, 2]) / s, (r[:, 0, 2] - r[:, 2, 0]) / s,
-                 (r[:, 1, 0] - r[:, 0, 1]) / s], axis=-1)
+                [0.25 * s, (r[:, 2, 1] - r[:, 1, 2]) / s, (r[:, 0, 2] - r[:, 2, 0]) / s, (r[:, 1, 0] - r[:, 0, 1]) / s],
+                axis=-1,
+            )
         elif k == 1:
             s = np.sqrt(1.0 + r[:, 0, 0] - r[:, 1, 1] - r[:, 2, 2]) * 2
             q[sel] = np.stack(
-                [(r[:, 2, 1] - r[:, 1, 2]) / s, 0.25 * s, (r[:, 0, 1] + r[:, 1, 0]) / s,
-                 (r[:, 0, 2] + r[:, 2, 0]) / s], axis=-1)
+                [(r[:, 2, 1] - r[:, 1, 2]) / s, 0.25 * s, (r[:, 0, 1] + r[:, 1, 0]) / s, (r[:, 0, 2] + r[:, 2, 0]) / s],
+                axis=-1,
+            )
         elif k == 2:
             s = np.sqrt(1.0 + r[:, 1, 1] - r[:, 0, 0] - r[:, 2, 2]) * 2
             q[sel] = np.stack(
-                [(r[:, 0, 2] - r[:, 2, 0]) / s, (r[:, 0, 1] + r[:, 1, 0]) / s, 0.25 * s,
-                 (r[:, 1, 2] + r[:, 2, 1]) / s], axis=-1)
+                [(r[:, 0, 2] - r[:, 2, 0]) / s, (r[:, 0, 1] + r[:, 1, 0]) / s, 0.25 * s, (r[:, 1, 2] + r[:, 2, 1]) / s],
+                axis=-1,
+            )
         else:
             s = np.sqrt(1.0 + r[:, 2, 2] - r[:, 0, 0] - r[:, 1, 1]) * 2
             q[sel] = np.stack(
-                [(r[:, 1, 0] - r[:, 0, 1]) / s, (r[:, 0, 2] + r[:, 2, 0]) / s,
-                 (r[:, 1, 2] + r[:, 2, 1]) / s, 0.25 * s], axis=-1)
+                [(r[:, 1, 0] - r[:, 0, 1]) / s, (r[:, 0, 2] + r[:, 2, 0]) / s, (r[:, 1, 2] + r[:, 2, 1]) / s, 0.25 * s],
+                axis=-1,
+            )
     return canonical_quat(q).reshape(R.shape[:-2] + (4,))
 
 
@@ -347,3 +357,62 @@ def transform_to_pose6(T: np.ndarray) -> np.ndarray:
     """Inverse of :func:`pose6_to_transform`."""
     T = np.asarray(T, dtype=np.float64)
     return np.concatenate([T[..., :3, 3], matrix_to_euler_xyz(T[..., :3, :3])], axis=-1)
+
+
+# ------------------------------------------------------------------------------ fisheye (Aria)
+def fisheye624_split(params) -> tuple[float, float, float, float, np.ndarray, np.ndarray, np.ndarray]:
+    """``(fx, fy, cx, cy, k[6], p[2], s[4])`` of Project Aria's FISHEYE624 parameters: 15 values
+    ``[f, cx, cy, k0..k5, p0, p1, s0..s3]`` (one focal length) or 16 ``[fx, fy, cx, cy, ...]``."""
+    p = np.asarray(params, dtype=np.float64)
+    if p.size == 15:
+        fx = fy = p[0]
+        cx, cy, rest = p[1], p[2], p[3:]
+    elif p.size == 16:
+        fx, fy, cx, cy, rest = p[0], p[1], p[2], p[3], p[4:]
+    else:
+        raise ValueError(f"FISHEYE624 needs 15 or 16 parameters, got {p.size}")
+    return fx, fy, cx, cy, rest[:6], rest[6:8], rest[8:12]
+
+
+def _fisheye624_distort(xr_yr: np.ndarray, p: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Tangential and thin-prism terms added to radially distorted coordinates ``(N, 2)``."""
+    rd2 = np.sum(xr_yr**2, axis=-1, keepdims=True)
+    out = xr_yr + 2 * (xr_yr @ p)[:, None] * xr_yr + rd2 * p
+    out[:, 0] += s[0] * rd2[:, 0] + s[1] * rd2[:, 0] ** 2
+    out[:, 1] += s[2] * rd2[:, 0] + s[3] * rd2[:, 0] ** 2
+    return out
+
+
+def fisheye624_project(p_cam: np.ndarray, params) -> np.ndarray:
+    """Pixels ``(N, 2)`` of camera-frame points (OpenCV axes) under FISHEYE624 (Project Aria's
+    FisheyeRadTanThinPrism: th = atan(r), radial polynomial in th, tangential, thin prism)."""
+    fx, fy, cx, cy, k, p, s = fisheye624_split(params)
+    pts = np.asarray(p_cam, dtype=np.float64).reshape(-1, 3)
+    ab = pts[:, :2] / pts[:, 2:3]
+    r = np.linalg.norm(ab, axis=1)
+    th = np.arctan(r)
+    th2 = th**2
+    radial = 1 + sum(k[i] * th2 ** (i + 1) for i in range(6))
+    th_div_r = np.where(r < 1e-12, 1.0, th / np.where(r < 1e-12, 1.0, r))
+    uv = _fisheye624_distort((radial * th_div_r)[:, None] * ab, p, s)
+    out = uv * [fx, fy] + [cx, cy]
+    return np.where((pts[:, 2] > 0)[:, None], out, np.nan)
+
+
+def fisheye624_unproject(uv: np.ndarray, params, iterations: int = 30) -> np.ndarray:
+    """Rays ``(N, 3)`` (z = 1) of fisheye pixels: inverts the tangential / thin-prism terms by
+    fixed-point iteration and the radial polynomial by Newton's method (small coefficients)."""
+    fx, fy, cx, cy, k, p, s = fisheye624_split(params)
+    target = (np.asarray(uv, dtype=np.float64).reshape(-1, 2) - [cx, cy]) / [fx, fy]
+    xr_yr = target.copy()
+    for _ in range(iterations):
+        xr_yr = xr_yr + (target - _fisheye624_distort(xr_yr, p, s))
+    rd = np.linalg.norm(xr_yr, axis=1)
+    th = rd.copy()
+    for _ in range(iterations):
+        th2 = th**2
+        f = th * (1 + sum(k[i] * th2 ** (i + 1) for i in range(6))) - rd
+        df = 1 + sum((2 * i + 3) * k[i] * th2 ** (i + 1) for i in range(6))
+        th = th - f / df
+    scale = np.where(rd < 1e-12, 1.0, np.tan(th) / np.where(rd < 1e-12, 1.0, rd))
+    return np.concatenate([xr_yr * scale[:, None], np.ones((len(rd), 1))], axis=1)

@@ -50,8 +50,10 @@ def converted(scenes, tmp_path_factory):
     write_omni3d_sample(root / "omni3d", scenes=scenes)
     write_bop_sample(root / "bop", scenes=scenes)
     write_objectron_sample(root / "objectron", scenes=scenes)
-    return {name: convert_all(name, root / folder) for name, folder in
-            (("omni3d_sunrgbd", "omni3d"), ("bop_ycbv", "bop"), ("objectron", "objectron"))}
+    return {
+        name: convert_all(name, root / folder)
+        for name, folder in (("omni3d_sunrgbd", "omni3d"), ("bop_ycbv", "bop"), ("objectron", "objectron"))
+    }
 
 
 def test_same_scenes_same_poses_sizes_and_tokens(scenes, converted):
@@ -141,7 +143,9 @@ def test_corrupt_object_inputs_are_quarantined(scenes, tmp_path):
     assert table is not None and 1 <= table.num_rows < 3
 
 
-@pytest.mark.parametrize("dataset", ["omni3d_sunrgbd", "bop_ycbv", "objectron", "ho3d", "dexycb", "egodex"])
+@pytest.mark.parametrize(
+    "dataset", ["omni3d_sunrgbd", "bop_ycbv", "objectron", "ho3d", "dexycb", "egodex", "hot3d_clips"]
+)
 def test_bundled_sample_converts(dataset, tmp_path, capsys):
     """`make convert DATASET=<dataset>` with no source: sample generated, converted, previewed."""
     from pipelines.convert import main

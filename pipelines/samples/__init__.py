@@ -15,6 +15,7 @@ from pipelines.samples.dexycb import write_dexycb_sample
 from pipelines.samples.droid import write_droid_sample
 from pipelines.samples.egodex import write_egodex_sample
 from pipelines.samples.ho3d import write_ho3d_sample
+from pipelines.samples.hot3d_clips import write_hot3d_clips_sample
 from pipelines.samples.lerobot import write_lerobot_sample
 from pipelines.samples.libero import write_libero_sample
 from pipelines.samples.objectron import write_objectron_sample
@@ -35,6 +36,7 @@ SAMPLES: dict[str, Callable[..., object]] = {
     "ho3d": write_ho3d_sample,
     "dexycb": write_dexycb_sample,
     "egodex": write_egodex_sample,
+    "hot3d_clips": write_hot3d_clips_sample,
 }
 COMPLETE_MARKER = ".posetok-sample-complete"
 

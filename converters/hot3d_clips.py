@@ -1,0 +1,212 @@
+"""HOT3D-Clips (the BOP 2024 release of HOT3D) -> schema v1 hands + objects (formats.md 9.4).
+
+```
+<source>/<split>/clip-<id>.tar       per frame <frame>.image_<stream>.jpg, .cameras.json, .objects.json,
+                                      .hands.json, .info.json (layout of HOT3D's clips/clip_util.py)
+<source>/object_models_eval/models_info.json    BOP models_info (mm): object sizes by BOP id
+```
+
+* Cameras: ``cameras.json[stream]`` = ``{"calibration": {projection_model_type, projection_params,
+  image_width, image_height, ...}, "T_world_from_camera": {quaternion_wxyz, translation_xyz}}``,
+  OpenCV-convention axes (HOT3D's hand_tracking_toolkit). Aria/Quest3 cameras are FISHEYE624, which
+  a pinhole ``K`` cannot describe: each image is RECTIFIED to a pinhole camera with the same size,
+  principal point and ``focal_scale`` x the fisheye focal length (``cv2.remap`` through
+  ``schemas.geometry.fisheye624_project``), and that pinhole ``K`` is stored. The source's 2D boxes
+  (fisheye pixels) are not reused: boxes are re-projected.
+* Objects: ``T_cam_obj = inv(T_world_from_camera) @ T_world_from_object`` per BOP id; size and the
+  box centre from ``models_info.json`` (mm -> m); names from the catalog's ``object_names``.
+* Hands: the wrist is ``umetrack_pose.wrist_xform`` (4x4, world), else ``mano_pose.wrist_xform``
+  (axis-angle + translation). The 21 joints need a hand model and shape (UmeTrack / MANO), which
+  posetok does not ship: ``keypoints`` stay empty. Waypoints: the wrist ``k`` frames later in
+  this frame's camera (30 fps).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg
+from converters.object_rows import HandInstance, ImageInput, ObjectInstance, image_rows
+from converters.robot_rows import waypoint_offsets
+from schemas.catalog import DatasetEntry
+from schemas.geometry import (
+    axis_angle_to_matrix,
+    fisheye624_project,
+    fisheye624_split,
+    intrinsics_matrix,
+    invert_transform,
+    make_transform,
+    mm_to_m,
+    pixel_rays,
+    quat_to_matrix,
+)
+from schemas.tokenizer import Codebook
+
+VERSION = "0.1.0"
+
+
+def se3(d: dict) -> np.ndarray:
+    return make_transform(quat_to_matrix(np.array(d["quaternion_wxyz"], float)), np.array(d["translation_xyz"], float))
+
+
+def rectify(image: np.ndarray, calibration: dict, focal_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(pinhole image, its K) of a FISHEYE624 (or already pinhole, "LINEAR") image."""
+    w, h = int(calibration["image_width"]), int(calibration["image_height"])
+    model = calibration["projection_model_type"]
+    params = calibration["projection_params"]
+    if model.endswith("LINEAR"):
+        return image, intrinsics_matrix(*params[:4])
+    if not model.endswith("FISHEYE624"):
+        raise ValueError(f"camera model {model!r} is not supported (FISHEYE624 or LINEAR)")
+    fx, fy, cx, cy, *_ = fisheye624_split(params)
+    K = intrinsics_matrix(fx * focal_scale, fy * focal_scale, cx, cy)
+    vv, uu = np.mgrid[:h, :w]
+    rays = pixel_rays(np.stack([uu.ravel(), vv.ravel()], 1).astype(float), K)
+    src = fisheye624_project(rays, params).reshape(h, w, 2).astype(np.float32)
+    return cv2.remap(image, src[..., 0], src[..., 1], cv2.INTER_LINEAR, borderValue=(0, 0, 0)), K
+
+
+class Hot3dClipsConverter:
+    name = "hot3d_clips"
+    version = VERSION
+
+    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+        self.entry, self.source, self.options = entry, source, options
+        self.clips = sorted(source.glob("**/clip-*.tar"))
+        if not self.clips:
+            raise FileNotFoundError(f"{source}: no HOT3D clips (<split>/clip-<id>.tar)")
+        info = source / options.get("models_info", "object_models_eval/models_info.json")
+        self.models = json.loads(info.read_text()) if info.is_file() else {}
+        self.names = {str(k): v for k, v in (options.get("object_names") or {}).items()}
+        self.streams = list(options.get("streams", ["214-1"]))
+        self.focal_scale = float(options.get("focal_scale", 1.0))
+        self.quality = int(options.get("jpeg_quality", 95))
+        self.fps = float(entry.fps or 30.0)
+        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+
+    def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
+        clips = self.clips[:limit_episodes] if limit_episodes is not None else self.clips
+        return [WorkUnit(p.stem, "test" if "test" in p.parent.name else "train", {"clip": str(p)}) for p in clips]
+
+    def source_info(self) -> dict:
+        listing = [(str(p.relative_to(self.source)), p.stat().st_size) for p in self.clips]
+        return {
+            "path": str(self.source),
+            "version": "HOT3D-Clips",
+            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
+        }
+
+    def dataset_metadata(self) -> dict:
+        return {
+            "images": f"FISHEYE624 rectified to pinhole (focal_scale {self.focal_scale}), JPEG {self.quality}",
+            "streams": self.streams,
+            "hands": "wrist poses only (joints need a hand model)",
+            "fps": self.fps,
+        }
+
+    def convert_unit(self, unit: WorkUnit, codebook: Codebook, stats: UnitStats) -> Iterator[EpisodeRows | Rejected]:
+        path = Path(unit.payload["clip"])
+        try:
+            with tarfile.open(path, "r") as tar:
+                names = set(tar.getnames())
+                frames = sorted(n.split(".")[0] for n in names if n.endswith(".info.json"))
+
+                def load(name: str):
+                    return json.load(tar.extractfile(name)) if name in names else None
+
+                data = {f: {k: load(f"{f}.{k}.json") for k in ("cameras", "objects", "hands")} for f in frames}
+                images = {
+                    (f, s): tar.extractfile(f"{f}.image_{s}.jpg").read()
+                    for f in frames
+                    for s in self.streams
+                    if f"{f}.image_{s}.jpg" in names
+                }
+        except (OSError, tarfile.TarError, json.JSONDecodeError, KeyError) as e:
+            yield Rejected(str(path), "read", f"{type(e).__name__}: {e}")
+            return
+        for stream in self.streams:
+            try:
+                yield self._stream(path.stem, stream, frames, data, images, unit, codebook, stats)
+            except (KeyError, ValueError) as e:
+                yield Rejected(f"{path} stream {stream}", "convert", f"{type(e).__name__}: {e}")
+
+    def _wrist(self, hand: dict) -> np.ndarray:
+        if "umetrack_pose" in hand:
+            return np.asarray(hand["umetrack_pose"]["wrist_xform"], dtype=np.float64).reshape(4, 4)
+        xform = np.asarray(hand["mano_pose"]["wrist_xform"], dtype=np.float64)
+        return make_transform(axis_angle_to_matrix(xform[:3]), xform[3:6])
+
+    def _stream(self, clip, stream, frames, data, images, unit, codebook, stats) -> EpisodeRows:
+        rows = []
+        wrists = {
+            side: [
+                self._wrist(data[f]["hands"][side]) if data[f]["hands"] and side in data[f]["hands"] else None
+                for f in frames
+            ]
+            for side in ("left", "right")
+        }
+        for i, frame in enumerate(frames):
+            if (frame, stream) not in images:
+                raise KeyError(f"frame {frame} has no image for stream {stream}")
+            camera = data[frame]["cameras"][stream]
+            bgr = cv2.imdecode(np.frombuffer(images[(frame, stream)], np.uint8), cv2.IMREAD_COLOR)
+            pinhole, K = rectify(bgr, camera["calibration"], self.focal_scale)
+            T_cam_world = invert_transform(se3(camera["T_world_from_camera"]))
+            objects = []
+            for bop_id, entries in (data[frame]["objects"] or {}).items():
+                model = self.models.get(str(bop_id))
+                if model is None:
+                    stats.notes["object skipped: no size in models_info"] += 1
+                    continue
+                size = mm_to_m([model["size_x"], model["size_y"], model["size_z"]])
+                centre = mm_to_m([model["min_x"], model["min_y"], model["min_z"]]) + size / 2
+                T = T_cam_world @ se3(entries[0]["T_world_from_object"]) @ make_transform(np.eye(3), centre)
+                visibility = entries[0].get("visibilities_modeled", {}).get(stream, -1.0)
+                objects.append(
+                    ObjectInstance(
+                        self.names.get(str(bop_id), f"object {bop_id}"),
+                        str(bop_id),
+                        T,
+                        size,
+                        visibility=float(visibility),
+                    )
+                )
+            hands = []
+            for side, track in wrists.items():
+                if track[i] is None:
+                    continue
+                future = [
+                    (k, k / self.fps, T_cam_world @ track[i + k])
+                    for k in self.offsets
+                    if i + k < len(track) and track[i + k] is not None
+                ]
+                hands.append(HandInstance(f"{side}_hand", T_cam_world @ track[i], np.zeros((0, 3)), future))
+            h, w = pinhole.shape[:2]
+            rows.append(
+                ImageInput(
+                    self.entry.name,
+                    unit.split,
+                    "hands",
+                    clip,
+                    int(frame),
+                    stream,
+                    encode_jpeg(pinhole[:, :, ::-1], self.quality),
+                    w,
+                    h,
+                    K,
+                    objects,
+                    hands,
+                    timestamp_s=int(frame) / self.fps,
+                    T_ref_cam=invert_transform(T_cam_world),
+                    ref_frame="world",
+                )
+            )
+        stats.notes[f"stream {stream} rectified to pinhole"] += 1
+        return EpisodeRows(f"{clip}/{stream}", image_rows(rows, codebook, stats.clipped_tokens))
