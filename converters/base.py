@@ -8,7 +8,9 @@ engine owns I/O, parallelism, resume and the quarantine log.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import pickle
 from collections import Counter
 from collections.abc import Iterator
@@ -45,7 +47,7 @@ class WorkUnit:
 
     name: str
     split: str
-    payload: dict = field(default_factory=dict)   # converter-specific (e.g. episode range, file)
+    payload: dict = field(default_factory=dict)  # converter-specific (e.g. episode range, file)
 
 
 @dataclass
@@ -73,7 +75,7 @@ class UnitStats:
     """Counters a converter fills while converting a unit (merged into the run summary)."""
 
     clipped_tokens: Counter = field(default_factory=Counter)
-    notes: Counter = field(default_factory=Counter)   # e.g. "calibration from cam2base_extrinsics.json"
+    notes: Counter = field(default_factory=Counter)  # e.g. "calibration from cam2base_extrinsics.json"
 
 
 class Converter(Protocol):
@@ -104,15 +106,31 @@ def load_converter(entry: DatasetEntry, source: Path, options: dict | None = Non
     return getattr(importlib.import_module(module), cls)(entry, Path(source), {**entry.options, **(options or {})})
 
 
+# ------------------------------------------------------------------------------ provenance
+def listing_sha256(root: Path, files) -> str:
+    """sha256 of the sorted (relative path, size) listing of ``files``: what resume compares to
+    tell whether a source changed (cheap: no file is read)."""
+    listing = sorted((Path(p).relative_to(root).as_posix(), Path(p).stat().st_size) for p in files)
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+def source_record(source: Path, version: str, files, root: Path | None = None, **extra) -> dict:
+    """The manifest's ``source`` entry: path, version, listing checksum of ``files`` (+ extra keys)."""
+    return {"path": str(source), "version": version, "listing_sha256": listing_sha256(root or source, files), **extra}
+
+
 # ---------------------------------------------------------------------------- safe unpickling
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays and plain builtins (dict, list, str, numbers, None) only; any other
     global - the way a malicious pickle runs code - is refused with ``UnpicklingError``."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
         ("_codecs", "encode"),  # Python 3 protocol-2 pickles encode array bytes with it (str -> bytes only)
     }
 
@@ -156,7 +174,6 @@ def require(group, key: str):
         raise MissingKeyError(f"missing {parent}/{key}") from None
 
 
-
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -186,12 +203,12 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
         if data[i] != 0xFF:
             raise ValueError(f"JPEG corrupt (bad marker at byte {i})")
         marker = data[i + 1]
-        length = int.from_bytes(data[i + 2:i + 4], "big")
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
         if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
             if i + 9 > len(data):
                 break
-            height = int.from_bytes(data[i + 5:i + 7], "big")
-            width = int.from_bytes(data[i + 7:i + 9], "big")
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
             return width, height
         if marker == 0xDA:  # start of scan before any frame header
             break

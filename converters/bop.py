@@ -27,7 +27,6 @@ Images without ``cam_K`` (BOP24 ``cam_model`` fisheye) are quarantined: posetok 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size, source_record
 from converters.object_rows import ImageInput, ObjectInstance, image_rows
 from schemas.catalog import DatasetEntry
 from schemas.geometry import invert_transform, make_transform, mm_to_m
@@ -86,12 +85,7 @@ class BopConverter:
         ]
 
     def source_info(self) -> dict:
-        listing = [(str(p.relative_to(self.source)), len(list(p.glob("rgb/*")))) for p in self.scenes]
-        return {
-            "path": str(self.source),
-            "version": "BOP",
-            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
-        }
+        return source_record(self.source, "BOP", (p for s in self.scenes for p in s.rglob("*") if p.is_file()))
 
     def dataset_metadata(self) -> dict:
         return {

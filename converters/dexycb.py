@@ -18,15 +18,13 @@ Category names: the YCB model name with the numeric prefix dropped (``002_master
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size, source_record
 from converters.object_rows import HandInstance, ImageInput, ObjectInstance, image_rows
 from converters.robot_rows import waypoint_offsets
 from schemas.catalog import DatasetEntry
@@ -88,12 +86,7 @@ class DexycbConverter:
         return [WorkUnit(f"{p.parent.name}-{p.name}", "train", {"sequence": str(p)}) for p in seqs]
 
     def source_info(self) -> dict:
-        listing = [str(p.relative_to(self.source)) for p in self.sequences]
-        return {
-            "path": str(self.source),
-            "version": "DexYCB",
-            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
-        }
+        return source_record(self.source, "DexYCB", (p for s in self.sequences for p in s.rglob("*") if p.is_file()))
 
     def dataset_metadata(self) -> dict:
         return {

@@ -21,14 +21,12 @@ expressed in frame t's (moving) camera. Hands with mean confidence below
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, require
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, require, source_record
 from converters.object_rows import HandInstance, ImageInput, image_rows
 from converters.robot_rows import waypoint_offsets
 from schemas.catalog import DatasetEntry
@@ -74,12 +72,7 @@ class EgodexConverter:
         return [WorkUnit(self._episode_id(p).replace("/", "-"), "train", {"file": str(p)}) for p in files]
 
     def source_info(self) -> dict:
-        listing = [(str(p.relative_to(self.source)), p.stat().st_size) for p in self.files]
-        return {
-            "path": str(self.source),
-            "version": "EgoDex",
-            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
-        }
+        return source_record(self.source, "EgoDex", self.files)
 
     def dataset_metadata(self) -> dict:
         return {

@@ -20,8 +20,6 @@ Waypoints: the wrist ``k`` frames later in the same (static) camera, k from ``fp
 
 from __future__ import annotations
 
-import hashlib
-import json
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size, load_pickle
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size, load_pickle, source_record
 from converters.object_rows import HandInstance, ImageInput, ObjectInstance, image_rows
 from converters.robot_rows import waypoint_offsets
 from schemas.catalog import DatasetEntry
@@ -68,12 +66,7 @@ class Ho3dConverter:
         ]
 
     def source_info(self) -> dict:
-        listing = [(str(p.relative_to(self.source)), len(list((p / "meta").glob("*.pkl")))) for p in self.sequences]
-        return {
-            "path": str(self.source),
-            "version": "HO-3D",
-            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
-        }
+        return source_record(self.source, "HO-3D", (p for s in self.sequences for p in s.rglob("*") if p.is_file()))
 
     def dataset_metadata(self) -> dict:
         return {

@@ -23,7 +23,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, source_record
 from converters.object_rows import HandInstance, ImageInput, ObjectInstance, image_rows
 from converters.robot_rows import waypoint_offsets
 from schemas.catalog import DatasetEntry
@@ -96,12 +95,7 @@ class Hot3dClipsConverter:
         return [WorkUnit(p.stem, "test" if "test" in p.parent.name else "train", {"clip": str(p)}) for p in clips]
 
     def source_info(self) -> dict:
-        listing = [(str(p.relative_to(self.source)), p.stat().st_size) for p in self.clips]
-        return {
-            "path": str(self.source),
-            "version": "HOT3D-Clips",
-            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
-        }
+        return source_record(self.source, "HOT3D-Clips", self.clips)
 
     def dataset_metadata(self) -> dict:
         return {

@@ -31,7 +31,6 @@ counting frames, and re-encoded to JPEG once at ``jpeg_quality`` (recorded in th
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, source_record
 from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows, waypoint_offsets
 from schemas.catalog import DatasetEntry
 from schemas.geometry import euler_xyz_to_matrix, intrinsics_matrix, make_transform, quat_to_matrix
@@ -172,12 +171,8 @@ class LerobotConverter:
         ]
 
     def source_info(self) -> dict:
-        listing = sorted((str(p.relative_to(self.root)), p.stat().st_size) for p in self.root.rglob("*") if p.is_file())
-        return {
-            "path": str(self.source),
-            "version": f"LeRobotDataset {self.codebase}",
-            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
-        }
+        files = (p for p in self.root.rglob("*") if p.is_file())
+        return source_record(self.source, f"LeRobotDataset {self.codebase}", files, root=self.root)
 
     def dataset_metadata(self) -> dict:
         features = self.info.get("features", {})

@@ -28,7 +28,6 @@ Where each field comes from and the line that maps it:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, require
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, require, source_record
 from converters.mjcf import camera_fovy, fovy_intrinsics, named_poses, relative_pose
 from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows, waypoint_offsets
 from schemas.catalog import DatasetEntry
@@ -105,12 +104,7 @@ class LiberoConverter:
         return units
 
     def source_info(self) -> dict:
-        listing = [(str(p.relative_to(self.source)), p.stat().st_size) for p in self.files]
-        return {
-            "path": str(self.source),
-            "version": "original-hdf5",
-            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
-        }
+        return source_record(self.source, "original-hdf5", self.files)
 
     def dataset_metadata(self) -> dict:
         return {

@@ -19,14 +19,12 @@ axes = mean edge directions (x-edges 1-5, 2-6, 3-7, 4-8; y-edges 1-3, 2-4, 5-7, 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size, source_record
 from converters.object_rows import ImageInput, ObjectInstance, image_rows
 from schemas.catalog import DatasetEntry
 from schemas.geometry import OPENGL_TO_OPENCV, make_transform
@@ -111,12 +109,7 @@ class ObjectronConverter:
         return [WorkUnit(p.name, "test" if "_test-" in p.name else "train", {"file": str(p)}) for p in files]
 
     def source_info(self) -> dict:
-        listing = [(str(p.relative_to(self.source)), p.stat().st_size) for p in self.files]
-        return {
-            "path": str(self.source),
-            "version": "Objectron v1 records",
-            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
-        }
+        return source_record(self.source, "Objectron v1 records", self.files)
 
     def dataset_metadata(self) -> dict:
         return {

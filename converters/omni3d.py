@@ -25,7 +25,6 @@ each rejection counted per reason in the manifest notes: ``behind_camera``, ``no
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size, source_record
 from converters.object_rows import ImageInput, ObjectInstance, image_rows
 from schemas.catalog import DatasetEntry
 from schemas.geometry import make_transform
@@ -111,12 +110,7 @@ class Omni3dConverter:
         return units
 
     def source_info(self) -> dict:
-        listing = [(str(p.relative_to(self.source)), p.stat().st_size) for p in self.files]
-        return {
-            "path": str(self.source),
-            "version": "Omni3D JSON",
-            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
-        }
+        return source_record(self.source, "Omni3D JSON", self.files)
 
     def dataset_metadata(self) -> dict:
         return {

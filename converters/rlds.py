@@ -9,12 +9,10 @@ damage: it is reported as a :class:`Rejected` naming the file.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from converters.base import Rejected, WorkUnit
+from converters.base import Rejected, WorkUnit, listing_sha256
 
 
 def find_tfds_dir(source: Path) -> Path:
@@ -40,8 +38,7 @@ class RldsSource:
         self.split = split
 
     def listing_sha256(self) -> str:
-        listing = sorted((p.name, p.stat().st_size) for p in self.tfds_dir.iterdir() if p.is_file())
-        return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+        return listing_sha256(self.tfds_dir, (p for p in self.tfds_dir.iterdir() if p.is_file()))
 
     @property
     def version(self) -> str:

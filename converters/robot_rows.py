@@ -37,7 +37,7 @@ class ViewTrack:
     (uncalibrated: rows carry the image and K but no poses). ``images[t]`` are encoded bytes."""
 
     view: str
-    K: np.ndarray | None                     # None when the source has no intrinsics (rows without poses)
+    K: np.ndarray | None  # None when the source has no intrinsics (rows without poses)
     width: int
     height: int
     images: list[bytes]
@@ -223,8 +223,11 @@ def episode_rows(ep: EpisodeInput, codebook: Codebook, offsets: list[int], count
         ),
         "height": pa.array(height, type=pa.int32()),
         "width": pa.array(width, type=pa.int32()),
-        "K": fixed_list(np.stack([np.zeros(9) if views[v].K is None else np.asarray(views[v].K).reshape(9)
-                                  for v in vidx]), pa.float64(), valid=has_K),
+        "K": fixed_list(
+            np.stack([np.zeros(9) if views[v].K is None else np.asarray(views[v].K).reshape(9) for v in vidx]),
+            pa.float64(),
+            valid=has_K,
+        ),
         "T_ref_cam": fixed_list(T_ref, pa.float64(), valid=has_pose),
         "ref_frame": pa.array(np.where(has_pose, ep.ref_frame, None).tolist(), type=pa.string()),
         "depth": pa.nulls(n, DEPTH_TYPE),

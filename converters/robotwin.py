@@ -30,7 +30,6 @@ Where each field comes from and the line that maps it:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -39,7 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, require
+from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, require, source_record
 from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows, waypoint_offsets
 from schemas.catalog import DatasetEntry
 from schemas.geometry import euler_xyz_to_matrix, invert_transform, make_transform, matrix_to_quat, quat_to_matrix
@@ -107,12 +106,7 @@ class RobotwinConverter:
         ]
 
     def source_info(self) -> dict:
-        listing = [(str(p.relative_to(self.source)), p.stat().st_size) for p in self.files]
-        return {
-            "path": str(self.source),
-            "version": "RoboTwin 2.0 HDF5",
-            "listing_sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
-        }
+        return source_record(self.source, "RoboTwin 2.0 HDF5", self.files)
 
     def dataset_metadata(self) -> dict:
         return {
