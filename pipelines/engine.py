@@ -217,8 +217,11 @@ class Engine:
         for stale in set(s.path for s in (previous.shards if previous else [])) - set(planned):
             (self.root / stale).unlink(missing_ok=True)
         resumed = len(units) - len(pending)
-        clipped, notes = Counter(previous.statistics.get("clipped_tokens", {}) if previous else {}), Counter()
-        manifest.statistics = {"clipped_tokens": dict(clipped)}
+        committed = {u.name for u in units} - {u.name for u in pending}
+        per_unit = {
+            k: v for k, v in (previous.statistics.get("per_unit", {}) if previous else {}).items() if k in committed
+        }
+        manifest.statistics = conversion_statistics(per_unit)
         self._record(manifest, quarantine)
 
         rows = episodes = 0
@@ -254,9 +257,8 @@ class Engine:
                     quarantine[unit.name] = outcome.rejected
                     rows += outcome.rows
                     episodes += outcome.episodes
-                    clipped.update(outcome.clipped_tokens)
-                    notes.update(outcome.notes)
-                manifest.statistics = {"clipped_tokens": dict(clipped)}
+                    per_unit[unit.name] = {"clipped_tokens": outcome.clipped_tokens, "notes": outcome.notes}
+                manifest.statistics = conversion_statistics(per_unit)
                 self._record(manifest, quarantine)
                 bar.update(1)
                 bar.set_postfix(rows=rows, quarantined=sum(r["episodes"] for v in quarantine.values() for r in v))
@@ -275,7 +277,7 @@ class Engine:
             seconds=time.perf_counter() - started,
             quarantined_episodes=sum(r["episodes"] for r in records),
             quarantine_by_stage=dict(Counter(r["stage"] for r in records)),
-            notes=dict(notes),
+            notes=manifest.statistics["notes"],
         )
 
     def _init_ray(self) -> None:
@@ -326,6 +328,20 @@ class Engine:
         tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
         os.replace(tmp, path)
         manifest.write(self.root)
+
+
+def conversion_statistics(per_unit: dict[str, dict]) -> dict:
+    """The manifest's conversion counters: per unit (kept exact across resumes) and their totals
+    (token clips per family; converter notes such as filter rejections per reason)."""
+    totals = {"clipped_tokens": Counter(), "notes": Counter()}
+    for stats in per_unit.values():
+        for key, counter in totals.items():
+            counter.update(stats.get(key, {}))
+    return {
+        "clipped_tokens": dict(sorted(totals["clipped_tokens"].items())),
+        "notes": dict(sorted(totals["notes"].items())),
+        "per_unit": dict(sorted(per_unit.items())),
+    }
 
 
 def _short(e: Exception) -> str:

@@ -154,3 +154,16 @@ def test_bundled_sample_converts(dataset, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "BUNDLED SYNTHETIC SAMPLE" in out and "quarantined    0 episode(s)" in out
     assert (tmp_path / dataset / "preview.png").stat().st_size > 5_000
+
+
+def test_filter_counts_land_in_the_manifest_and_survive_resume(scenes, tmp_path):
+    from pipelines.engine import Engine
+    from pipelines.manifest import Manifest
+
+    write_omni3d_sample(tmp_path / "src", scenes=scenes[:1])
+    entry = load_catalog().dataset("omni3d_sunrgbd")
+    for run in range(2):  # the second run resumes every unit
+        summary = Engine(entry, tmp_path / "src", tmp_path / "out", default_codebook(), workers=1).run(progress=False)
+        notes = Manifest.read(summary.root).statistics["notes"]
+        assert notes["omni3d filter: behind_camera"] == 3 and notes["omni3d filter: not valid3D"] == 3, run
+        assert summary.units_resumed == run
