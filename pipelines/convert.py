@@ -16,8 +16,11 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 from pipelines.engine import Engine, RunSummary
 from pipelines.layout import check_name
+from pipelines.preview import write_preview
 from pipelines.samples import SAMPLES, ensure_sample
 from schemas.catalog import CatalogError, load_catalog
 from schemas.tokenizer import Codebook, default_codebook
@@ -25,8 +28,6 @@ from schemas.tokenizer import Codebook, default_codebook
 
 def parse_options(pairs: list[str]) -> dict:
     """``KEY=VALUE`` pairs -> dict; values parsed as YAML scalars (true, 3, 0.5, [1280, 720])."""
-    import yaml
-
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -115,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     preview = None
     if not args.no_preview and summary.rows:
-        from pipelines.preview import write_preview
-
         preview = write_preview(summary.root, book)
     print_summary(summary, preview)
     if is_sample:

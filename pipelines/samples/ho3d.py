@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from converters.object_rows import box_corners
-from pipelines.synthetic_world import HandSequence, make_hand_sequence
+from pipelines.synthetic_world import HandSequence, make_hand_sequence, render_depth
 from schemas.geometry import OPENGL_TO_OPENCV, compose, make_transform, matrix_to_axis_angle
 
 DEPTH_UNIT_M = 0.00012498664727900177
@@ -42,8 +42,6 @@ def write_ho3d_sample(
     sequences: list[HandSequence] | None = None,
 ) -> list[HandSequence]:
     """``num_episodes`` sequences of ``num_steps`` frames under ``<out>/train``."""
-    from pipelines.synthetic_world import render_depth
-
     del episodes_per_shard
     sequences = sequences or [make_hand_sequence(seed, i, num_steps) for i in range(num_episodes)]
     F = OPENGL_TO_OPENCV  # its own inverse: OpenCV <-> OpenGL camera axes

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -40,8 +41,6 @@ def _se3(T: np.ndarray) -> dict:
 
 def fisheye_image(seq: HandSequence, t: int) -> np.ndarray:
     """Render a wide pinhole view and resample it into the FISHEYE624 image of the same camera."""
-    from dataclasses import replace
-
     wide_K = intrinsics_matrix(60.0, 60.0, 2 * SIZE - 0.5, 2 * SIZE - 0.5)
     wide = replace(seq.camera, K_full=wide_K, full_wh=(4 * SIZE, 4 * SIZE), width=4 * SIZE, height=4 * SIZE)
     big = render(seq.scene.episode, wide, 0, draw_robot=False, extra=hand_boxes(seq.joints(t)))
