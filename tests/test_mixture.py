@@ -1,0 +1,251 @@
+"""Mixtures, statistics, codebook fitting, the PyTorch loader and the Hub folder."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from torch.utils.data import DataLoader
+
+from model.data import MixtureDataset, collate
+from pipelines.build_mixture import build, effective_weights
+from pipelines.engine import Engine
+from pipelines.manifest import ManifestError
+from pipelines.samples.bop import write_bop_sample
+from pipelines.samples.droid import write_droid_sample
+from pipelines.samples.objectron import write_objectron_sample
+from pipelines.samples.omni3d import write_omni3d_sample
+from pipelines.statistics import table_statistics
+from pipelines.synthetic_world import make_object_scene
+from schemas.catalog import load_catalog
+from schemas.mixture import load_mixture, split_of
+from schemas.stats import ALPHA, ZERO_THRESHOLD, FeatureStats
+from schemas.tokenizer import Codebook, default_codebook
+
+VAL = 0.3
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Converted demo_pose members (9 scenes each) and a small DROID, plus their mixtures."""
+    root = tmp_path_factory.mktemp("mix")
+    scenes = [make_object_scene(21, i, num_views=2, width=320, height=240) for i in range(9)]
+    write_omni3d_sample(root / "src/omni3d", scenes=scenes)
+    write_bop_sample(root / "src/bop", scenes=scenes)
+    write_objectron_sample(root / "src/objectron", scenes=[make_object_scene(21, i, 2, 240, 320) for i in range(9)])
+    write_droid_sample(root / "src/droid", seed=4, num_episodes=6, num_steps=30, episodes_per_shard=2)
+    catalog = load_catalog()
+    for name, folder in (
+        ("omni3d_sunrgbd", "omni3d"),
+        ("bop_ycbv", "bop"),
+        ("objectron", "objectron"),
+        ("droid", "droid"),
+    ):
+        Engine(catalog.dataset(name), root / "src" / folder, root / "out", default_codebook(), workers=2).run(
+            progress=False
+        )
+    mixtures = {
+        name: build(name, None, root / "out", root / "mixtures", VAL, fit=name == "demo_pose")
+        for name in ("demo_pose", "demo_action")
+    }
+    return root, mixtures
+
+
+# ------------------------------------------------------------------------------- statistics
+def test_merged_stats_equal_stats_of_concatenated_data():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(3, 2, (4000, 3)), rng.lognormal(0, 1, (4000, 3)) * -1, np.zeros((50, 3))])
+    parts = np.array_split(rng.permutation(x), 7)
+    merged = FeatureStats(3)
+    for part in parts:
+        s = FeatureStats(3)
+        s.add(part)
+        merged.merge(s)
+    whole = FeatureStats(3)
+    whole.add(x)
+    np.testing.assert_allclose(merged.mean, x.mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(merged.std, x.std(axis=0), rtol=1e-10)
+    np.testing.assert_array_equal(merged.min, x.min(axis=0))
+    for key in ("count", "min", "max", "q01", "q99"):  # the sketch merge is exact: same buckets
+        assert merged.summary()[key] == whole.summary()[key], key
+    for q, key in ((0.01, "q01"), (0.99, "q99")):
+        lo, hi = np.quantile(x, q, axis=0, method="lower"), np.quantile(x, q, axis=0, method="higher")
+        got = np.array(merged.summary()[key])
+        bound = ALPHA * np.maximum(np.abs(lo), np.abs(hi)) + ZERO_THRESHOLD
+        assert np.all((got >= np.minimum(lo, hi) - bound) & (got <= np.maximum(lo, hi) + bound)), (q, got, lo, hi)
+    assert FeatureStats.from_dict(json.loads(json.dumps(merged.to_dict()))).summary() == merged.summary()
+
+
+def test_dataset_stats_merged_over_shards_match_the_whole_table(data):
+    root, _ = data
+    dataset = root / "out" / "droid"
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    assert len(manifest["shards"]) == 3
+    whole = pa.concat_tables([pq.read_table(dataset / s["path"]) for s in manifest["shards"]])
+    features, _ = table_statistics(whole)
+    stored = manifest["statistics"]["summary"]
+    for name in ("state", "action", "ego.t", "waypoints.t"):
+        expected = features[name].summary()
+        np.testing.assert_allclose(stored[name]["mean"], expected["mean"], rtol=1e-9)
+        np.testing.assert_allclose(stored[name]["std"], expected["std"], rtol=1e-9)
+        assert stored[name]["q01"] == expected["q01"] and stored[name]["count"] == expected["count"]
+
+
+# --------------------------------------------------------------------------------- mixtures
+def test_mixture_manifest(data):
+    _, mixtures = data
+    record = load_mixture(mixtures["demo_pose"])
+    names = [m["dataset"] for m in record["members"]]
+    assert names == ["omni3d_sunrgbd", "bop_ycbv", "objectron"] and record["stage"] == "pose"
+    rows = [m["rows"].get("train", 0) for m in record["members"]]
+    np.testing.assert_allclose(
+        [m["effective_weight"] for m in record["members"]], effective_weights(names, [None] * 3, rows, 0.43)
+    )
+    assert all(len(s["sha256"]) == 64 and s["row_groups"] for m in record["members"] for s in m["shards"])
+    assert set(record["statistics"]["per_embodiment"]) == {"objects"}
+    book = Codebook.load(record["fitted_codebook"]["path"])
+    assert book.codebook_id == record["fitted_codebook"]["id"] and book.vocab_size == default_codebook().vocab_size
+    assert effective_weights(["a", "b"], [None, None], [100, 10_000], 0.43)[1] == pytest.approx(
+        10_000**0.43 / (100**0.43 + 10_000**0.43)
+    )
+
+
+def test_missing_member_is_named(tmp_path):
+    with pytest.raises(ManifestError, match=r"member 'omni3d_sunrgbd'.*no manifest; convert the dataset first"):
+        build("demo_pose", None, tmp_path, tmp_path / "m", VAL, fit=False)
+
+
+def test_tampered_mixture_manifest_is_refused(data, tmp_path):
+    _, mixtures = data
+    record = json.loads(mixtures["demo_pose"].read_text())
+    record["members"][0]["effective_weight"] = 0.9
+    (tmp_path / "m.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="content hash mismatch"):
+        load_mixture(tmp_path / "m.json")
+
+
+# ----------------------------------------------------------------------------------- loader
+def test_sampling_shares_match_effective_weights(data):
+    _, mixtures = data
+    ds = MixtureDataset(mixtures["demo_pose"])
+    n = 2000
+    counts = Counter(ds.draw(0, 1, i)["dataset"] for i in range(n))
+    for member in ds.members:
+        share = counts[member["dataset"]] / n
+        # 4 standard deviations of a binomial share at n = 2000 is at most 0.045
+        assert abs(share - member["effective_weight"]) < 0.045, (member["dataset"], share)
+
+
+def test_val_episodes_never_in_train(data):
+    _, mixtures = data
+    seen = {}
+    for split in ("train", "val"):
+        ds = MixtureDataset(mixtures["demo_pose"], split=split)
+        seen[split] = {(s["dataset"], s["episode_id"]) for s in (ds.draw(0, 1, i) for i in range(300))}
+        assert all(split_of(d, e, VAL) == split for d, e in seen[split])
+    assert seen["val"] and not seen["train"] & seen["val"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resumed_loader_yields_the_same_samples(data, workers):
+    _, mixtures = data
+
+    def loader(start_state=None, n=24):
+        ds = MixtureDataset(mixtures["demo_action"], image_size=(160, 90), chunk=8, num_samples=n // max(workers, 1))
+        if start_state:
+            ds.load_state_dict(start_state)
+        return ds, DataLoader(ds, batch_size=None, num_workers=workers)
+
+    _, full = loader()
+    reference = [s["sample_id"] for s in full]
+    ds, first = loader(n=12)
+    head = [s["sample_id"] for s in first]
+    state = ds.state_dict(consumed=12 // max(workers, 1))
+    _, rest = loader(state, n=12)
+    assert head + [s["sample_id"] for s in rest] == reference
+    assert len(set(reference)) > 4
+
+
+def test_samples_group_views_and_chunk_actions(data):
+    _, mixtures = data
+    ds = MixtureDataset(mixtures["demo_action"], image_size=(160, 90), chunk=8)
+    sample = ds.draw(0, 1, 3)
+    assert sample["views"] == ["exterior_1_left", "exterior_2_left", "wrist_left"]
+    assert sample["images"].shape == (3, 90, 160, 3)
+    np.testing.assert_allclose(sample["K"][0, 0, 0], 0.5 * load_fx(data, sample), rtol=1e-9)
+    assert sample["actions"].shape == (8, 7) and sample["action_mask"][0] == 1
+    valid = int(sample["action_mask"].sum())
+    assert valid == min(8, 30 - sample["frame_index"])
+    batch = collate([ds.draw(0, 1, i) for i in range(4)])
+    assert batch["images"].shape == (4, 3, 90, 160, 3) and batch["tokens"].shape[0] == 4
+    assert batch["actions"].shape == (4, 8, 7) and batch["token_mask"].any(dim=1).all()
+    two = MixtureDataset(
+        mixtures["demo_action"],
+        image_size=(160, 90),
+        codebook=Codebook.load(load_mixture(mixtures["demo_pose"])["fitted_codebook"]["path"]),
+    )
+    assert two.draw(0, 1, 3)["tokens"][0][0] == 1  # any codebook tokenizes the same rows
+
+
+def load_fx(data, sample) -> float:
+    root, _ = data
+    table = pa.concat_tables([pq.read_table(p) for p in (root / "out/droid/data/train").glob("*.parquet")])
+    row = table.filter(pa.compute.equal(table.column("sample_id"), sample["sample_id"])).to_pylist()[0]
+    return row["K"][0]
+
+
+def test_ray_data_reads_converted_shards(data):
+    import ray
+
+    root, _ = data
+    files = sorted(str(p) for p in (root / "out/droid/data").rglob("*.parquet"))
+    if not ray.is_initialized():
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ds = ray.data.read_parquet(files).select_columns(["sample_id", "tokens"])
+    assert ds.count() == 6 * 30 * 3
+
+
+# ---------------------------------------------------------------------------------- the Hub
+def test_dry_run_folder_loads_with_datasets(data, tmp_path):
+    import datasets
+
+    from pipelines.upload import main, upload
+
+    root, _ = data
+    assert (
+        main(
+            [
+                "--dataset",
+                "bop_ycbv",
+                "--repo-id",
+                "org/bop",
+                "--data",
+                str(root / "out"),
+                "--dry-run",
+                str(tmp_path / "hub"),
+            ]
+        )
+        == 0
+    )
+    card = (tmp_path / "hub/README.md").read_text()
+    assert "configs:" in card and "Hodan et al., BOP" in card and "![preview](preview.png)" in card
+    loaded = datasets.load_dataset(str(tmp_path / "hub"))
+    manifest = json.loads((root / "out/bop_ycbv/manifest.json").read_text())
+    assert {s: len(loaded[s]) for s in loaded} == {s: v["rows"] for s, v in manifest["splits"].items()}
+    split = next(iter(loaded))
+    assert isinstance(loaded[split].features["image"], datasets.Image)
+    assert (tmp_path / "hub/plots/depth.png").is_file() and (tmp_path / "hub/preview.png").is_file()
+
+    import huggingface_hub
+
+    original = huggingface_hub.get_token
+    huggingface_hub.get_token = lambda: None
+    try:
+        with pytest.raises(PermissionError, match="not logged in"):
+            upload(tmp_path / "hub", "org/bop", private=True)
+    finally:
+        huggingface_hub.get_token = original
