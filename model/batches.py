@@ -1,0 +1,71 @@
+"""From collated loader batches to model inputs: the first view's image, K and pose tokens, the
+instruction as bytes, and actions normalised with the mixture's per-dataset statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from model.network import BYTE_VOCAB, ModelConfig
+from schemas.tokenizer import Codebook
+
+
+def encode_text(instructions: list[list[str]], max_len: int) -> torch.Tensor:
+    """UTF-8 bytes of each sample's first instruction, padded with ``BYTE_VOCAB - 1``."""
+    out = torch.full((len(instructions), max_len), BYTE_VOCAB - 1, dtype=torch.long)
+    for i, texts in enumerate(instructions):
+        data = (texts[0] if texts else "").encode()[:max_len]
+        out[i, : len(data)] = torch.tensor(list(data), dtype=torch.long)
+    return out
+
+
+def family_table(book: Codebook) -> torch.Tensor:
+    """``(vocab,)`` family index of every token id (-1 for special tokens)."""
+    table = torch.full((book.vocab_size,), -1, dtype=torch.long)
+    for index, fam in enumerate(book.families):
+        start = book.offsets[fam.name]
+        table[start : start + fam.n_bins] = index
+    return table
+
+
+@dataclass
+class ActionNormalizer:
+    """Per-dataset mean / std of actions from the mixture manifest (std floored at 1e-3)."""
+
+    stats: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    @classmethod
+    def from_mixture(cls, record: dict) -> ActionNormalizer:
+        stats = {}
+        for name, entry in record["statistics"]["per_dataset"].items():
+            action = entry["summary"].get("action")
+            if action:
+                stats[name] = (
+                    np.array(action["mean"], np.float32),
+                    np.maximum(np.array(action["std"], np.float32), 1e-3),
+                )
+        return cls(stats)
+
+    def normalize(self, datasets: list[str], actions: torch.Tensor) -> torch.Tensor:
+        mean = torch.from_numpy(np.stack([self.stats[d][0] for d in datasets]))[:, None]
+        std = torch.from_numpy(np.stack([self.stats[d][1] for d in datasets]))[:, None]
+        return (actions - mean.to(actions.device)) / std.to(actions.device)
+
+    def denormalize(self, datasets: list[str], actions: torch.Tensor) -> torch.Tensor:
+        mean = torch.from_numpy(np.stack([self.stats[d][0] for d in datasets]))[:, None]
+        std = torch.from_numpy(np.stack([self.stats[d][1] for d in datasets]))[:, None]
+        return actions * std.to(actions.device) + mean.to(actions.device)
+
+
+def model_inputs(batch: dict, cfg: ModelConfig, device: torch.device) -> dict:
+    """First view's uint8 image ``(B, H, W, 3)``, ``K``, text bytes and tokens (cut to max_tokens)."""
+    tokens = batch["tokens"][:, : cfg.max_tokens]
+    return {
+        "images": batch["images"][:, 0].to(device),
+        "K": batch["K"][:, 0].to(device),
+        "text": encode_text(batch["instruction"], cfg.max_text).to(device),
+        "tokens": tokens.to(device),
+        "token_mask": batch["token_mask"][:, : cfg.max_tokens].to(device),
+    }

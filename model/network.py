@@ -1,0 +1,212 @@
+"""A Pose-VLA-style model in miniature (paper.md 1.1-1.3).
+
+* Image encoder: a small ViT trained from scratch (``PatchViT``), or any ``nn.Module`` that maps
+  ``(B, 3, H, W)`` float images to ``(B, N, dim)`` patch features (e.g. a local Hugging Face
+  checkpoint wrapped by the caller; nothing is ever downloaded).
+* Geometry priors added to the patch features, as Pose-VLA does: the ray map ``K^-1 [u, v, 1]``
+  (3 channels) and, when present, metric depth + valid mask (2 channels), each through its own
+  patch MLP (PixelUnshuffle then MLP), each dropped with probability 0.5 per sample in training.
+* Instruction: UTF-8 bytes embedded and appended to the prefix.
+* A transformer over ``[prefix ; pose tokens]`` with a prefix-LM mask (prefix bidirectional,
+  tokens causal) predicts the next pose token (stages ``pose`` and ``trajectory``).
+* A flow-matching action expert (stage ``action``): ``x_t = t eps + (1 - t) a``, ``t ~ Beta(1.5, 1)``,
+  regresses the velocity ``u = eps - a`` from the noisy chunk, ``t`` and the pooled context; actions
+  are sampled by Euler integration from ``t = 1`` (noise) to ``t = 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BYTE_VOCAB = 257  # 256 byte values + padding (index 256)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 7567  # pose-token vocabulary (posetok-v1)
+    image_size: tuple[int, int] = (96, 72)  # W, H fed to the encoder
+    patch: int = 12
+    dim: int = 128
+    heads: int = 4
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    expert_layers: int = 2
+    max_text: int = 48
+    max_tokens: int = 72
+    chunk: int = 8
+    action_dim: int = 7
+    prior_dropout: float = 0.5
+    dropout: float = 0.0
+    label_sigma: float = 1.5  # soft targets: Gaussian over neighbouring bins of the right family
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS = {
+    "tiny": ModelConfig(),
+    "small": ModelConfig(
+        image_size=(160, 120), patch=16, dim=256, heads=8, encoder_layers=6, decoder_layers=6, expert_layers=4
+    ),
+}
+
+
+def _blocks(cfg: ModelConfig, layers: int) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(
+        cfg.dim, cfg.heads, 4 * cfg.dim, cfg.dropout, batch_first=True, norm_first=True, activation="gelu"
+    )
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+class PatchViT(nn.Module):
+    """ViT trained from scratch: conv patch embedding + learned positions + transformer blocks."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w, h = cfg.image_size
+        self.embed = nn.Conv2d(3, cfg.dim, cfg.patch, cfg.patch)
+        self.pos = nn.Parameter(torch.randn(1, (w // cfg.patch) * (h // cfg.patch), cfg.dim) * 0.02)
+        self.blocks = _blocks(cfg, cfg.encoder_layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.embed(images).flatten(2).transpose(1, 2)
+        return self.blocks(x + self.pos)
+
+
+class PatchPrior(nn.Module):
+    """Pose-VLA's ``PatchEmbed_Mlp``: PixelUnshuffle(patch) then MLP(C p^2 -> 4 dim -> dim)."""
+
+    def __init__(self, channels: int, cfg: ModelConfig):
+        super().__init__()
+        self.unshuffle = nn.PixelUnshuffle(cfg.patch)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels * cfg.patch**2, 4 * cfg.dim), nn.GELU(), nn.Linear(4 * cfg.dim, cfg.dim)
+        )
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.unshuffle(maps).flatten(2).transpose(1, 2))
+
+
+def ray_maps(K: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """``(B, 3, H, W)`` rays ``K^-1 [u, v, 1]`` (OpenCV pixel centres) of intrinsics ``(B, 3, 3)``."""
+    v, u = torch.meshgrid(
+        torch.arange(height, dtype=K.dtype, device=K.device),
+        torch.arange(width, dtype=K.dtype, device=K.device),
+        indexing="ij",
+    )
+    pix = torch.stack([u, v, torch.ones_like(u)], dim=0).reshape(3, -1)
+    return (torch.linalg.inv(K) @ pix).reshape(-1, 3, height, width)
+
+
+class PoseVLA(nn.Module):
+    def __init__(self, cfg: ModelConfig, backbone: nn.Module | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = backbone if backbone is not None else PatchViT(cfg)
+        self.ray_prior = PatchPrior(3, cfg)
+        self.depth_prior = PatchPrior(2, cfg)
+        self.text = nn.Embedding(BYTE_VOCAB, cfg.dim)
+        self.text_pos = nn.Parameter(torch.randn(1, cfg.max_text, cfg.dim) * 0.02)
+        self.tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.token_pos = nn.Parameter(torch.randn(1, cfg.max_tokens, cfg.dim) * 0.02)
+        self.decoder = _blocks(cfg, cfg.decoder_layers)
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size)
+        self.action_in = nn.Linear(cfg.action_dim, cfg.dim)
+        self.time = nn.Sequential(nn.Linear(1, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, cfg.dim))
+        self.action_pos = nn.Parameter(torch.randn(1, cfg.chunk, cfg.dim) * 0.02)
+        self.expert = _blocks(cfg, cfg.expert_layers)
+        self.action_out = nn.Linear(cfg.dim, cfg.action_dim)
+
+    # ---------------------------------------------------------------------------------- prefix
+    def encode_prefix(
+        self, images: torch.Tensor, K: torch.Tensor, text: torch.Tensor, depth: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``(B, P, dim)`` from uint8 images ``(B, H, W, 3)``, K ``(B, 3, 3)``, text bytes ``(B, L)``
+        and optional metric depth ``(B, H, W)`` [m] (0 = no reading)."""
+        x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        b, _, h, w = x.shape
+        feats = self.encoder(x)
+        keep_ray = keep_depth = torch.ones(b, 1, 1, device=x.device)
+        if self.training:
+            keep_ray = (torch.rand(b, 1, 1, device=x.device) >= self.cfg.prior_dropout).float()
+            keep_depth = (torch.rand(b, 1, 1, device=x.device) >= self.cfg.prior_dropout).float()
+        feats = feats + keep_ray * self.ray_prior(ray_maps(K.float(), w, h))
+        if depth is not None:
+            d = depth.float().unsqueeze(1)
+            feats = feats + keep_depth * self.depth_prior(torch.cat([d, (d > 0).float()], dim=1))
+        words = self.text(text) + self.text_pos[:, : text.shape[1]]
+        return torch.cat([feats, words], dim=1)
+
+    # ---------------------------------------------------------------------------------- tokens
+    def token_logits(self, prefix: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, T, vocab)`` predicting ``tokens[:, t + 1]`` at position ``t`` (prefix-LM)."""
+        p, t = prefix.shape[1], tokens.shape[1]
+        x = torch.cat([prefix, self.tokens(tokens) + self.token_pos[:, :t]], dim=1)
+        mask = torch.zeros(p + t, p + t, dtype=torch.bool, device=x.device)
+        mask[:, p:] = True  # nobody sees tokens ...
+        mask[p:, p:] = torch.triu(torch.ones(t, t, dtype=torch.bool, device=x.device), 1)  # ... except earlier ones
+        out = self.decoder(x, mask=mask)
+        return self.head(self.norm(out[:, p:]))
+
+    def context(self, prefix: torch.Tensor) -> torch.Tensor:
+        """Pooled prefix (the action expert's condition)."""
+        return self.norm(self.decoder(prefix)).mean(dim=1)
+
+    # --------------------------------------------------------------------------------- actions
+    def velocity(self, noisy: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x = self.action_in(noisy) + self.action_pos + (self.time(t[:, None]) + context)[:, None]
+        return self.action_out(self.expert(x))
+
+    def flow_loss(self, context: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Flow-matching loss on normalised action chunks ``(B, chunk, A)``, masked per step."""
+        t = torch.distributions.Beta(1.5, 1.0).sample((actions.shape[0],)).to(actions.device) * 0.999 + 0.001
+        eps = torch.randn_like(actions)
+        noisy = t[:, None, None] * eps + (1 - t[:, None, None]) * actions
+        err = (self.velocity(noisy, t, context) - (eps - actions)) ** 2
+        return (err.mean(dim=2) * mask).sum() / mask.sum().clamp(min=1)
+
+    @torch.no_grad()
+    def sample_actions(self, context: torch.Tensor, steps: int = 10, generator: torch.Generator | None = None):
+        x = torch.randn(
+            context.shape[0], self.cfg.chunk, self.cfg.action_dim, generator=generator, device=context.device
+        )
+        for i in range(steps, 0, -1):
+            t = torch.full((context.shape[0],), i / steps, device=context.device)
+            x = x - self.velocity(x, t, context) / steps
+        return x
+
+    @torch.no_grad()
+    def generate(self, prefix: torch.Tensor, start: torch.Tensor, slots: list[tuple[int, int]]) -> torch.Tensor:
+        """Greedy decoding of ``len(slots)`` tokens after ``start`` ``(B, s)``, token k restricted to
+        the id range ``slots[k] = (first, end)`` (a pose layout: loc, loc, txy, txy, tz, ...)."""
+        tokens = start
+        for first, end in slots:
+            logits = self.token_logits(prefix, tokens)[:, -1, first:end]
+            tokens = torch.cat([tokens, first + logits.argmax(-1, keepdim=True)], dim=1)
+        return tokens
+
+
+def soft_token_loss(
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, family_of: torch.Tensor, sigma: float
+) -> torch.Tensor:
+    """Cross-entropy against Gaussian soft targets over the neighbouring bins (within 4 sigma) of
+    the target's own token family: ordinal bins, so a near miss costs less. Special tokens stay
+    one-hot. ``family_of[v]`` is the family index of vocabulary id v (-1 for special tokens).
+    Only the window's log-probabilities are gathered (no (B, T, vocab) weight tensor)."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    reach = max(int(4 * sigma), 0)
+    offsets = torch.arange(-reach, reach + 1, device=logits.device)
+    idx = targets[..., None] + offsets  # (B, T, W)
+    idx_c = idx.clamp(0, logits.shape[-1] - 1)
+    fam = family_of[targets]
+    valid = (idx == idx_c) & (family_of[idx_c] == fam[..., None])
+    weights = torch.exp(-0.5 * (offsets.float() / sigma) ** 2) * valid
+    weights = torch.where(fam[..., None] < 0, (offsets == 0).float().expand_as(weights), weights)
+    weights = weights / weights.sum(-1, keepdim=True)
+    loss = -(weights * logp.gather(-1, idx_c)).sum(-1)
+    return (loss * mask).sum() / mask.sum().clamp(min=1)

@@ -1,0 +1,227 @@
+"""Train the model on a mixture: stage ``pose`` (object pose tokens), ``trajectory`` (end-effector /
+hand waypoint tokens) or ``action`` (flow-matching action chunks).
+
+    python -m model.train --stage pose --mixture out/mixtures/demo_pose.json --steps 2000 --out runs/pose
+    python -m model.train --stage action --mixture ... --init runs/trajectory/last.pt --out runs/action
+
+AdamW with linear warmup and cosine decay, gradient clipping at 1.0, bf16 autocast on CUDA when
+available (CPU float32 otherwise). Checkpoints (``torch.save`` of tensors and plain containers,
+loaded with ``weights_only=True``) hold the model, optimiser, schedule, step and RNG state;
+re-running with the same ``--out`` resumes exactly (same losses as an uninterrupted run).
+Metrics go to ``metrics.jsonl`` and ``loss_curve.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from model.batches import ActionNormalizer, family_table, model_inputs
+from model.data import MixtureDataset, collate
+from model.network import PRESETS, ModelConfig, PoseVLA, soft_token_loss
+from schemas.mixture import load_mixture
+from schemas.tokenizer import Codebook, default_codebook
+
+STAGES = ("pose", "trajectory", "action")
+CHECKPOINT = "last.pt"
+
+
+def resolve_mixture(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    return path if path.suffix == ".json" else Path("out/mixtures") / f"{name_or_path}.json"
+
+
+def save_checkpoint(path: Path, model, optim, sched, step: int, cfg: ModelConfig, extra: dict) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optim": optim.state_dict(),
+        "sched": sched.state_dict(),
+        "step": step,
+        "config": json.dumps(cfg.to_dict()),
+        "torch_rng": torch.get_rng_state(),
+        "extra": json.dumps(extra),
+    }
+    tmp = path.with_name(f".{path.name}.partial")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def config_from(state: dict) -> ModelConfig:
+    d = json.loads(state["config"])
+    d["image_size"] = tuple(d["image_size"])
+    return ModelConfig(**d)
+
+
+def stage_loss(
+    model: PoseVLA, stage: str, batch: dict, families: torch.Tensor, normalizer: ActionNormalizer, device: torch.device
+) -> torch.Tensor:
+    x = model_inputs(batch, model.cfg, device)
+    prefix = model.encode_prefix(x["images"], x["K"], x["text"])
+    if stage == "action":
+        actions = normalizer.normalize(batch["dataset"], batch["actions"]).to(device)
+        return model.flow_loss(model.context(prefix), actions, batch["action_mask"].to(device))
+    logits = model.token_logits(prefix, x["tokens"][:, :-1])
+    return soft_token_loss(
+        logits, x["tokens"][:, 1:], x["token_mask"][:, 1:].float(), families.to(device), model.cfg.label_sigma
+    )
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def plot_losses(out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1)
+    ax.set(xlabel="step", ylabel="loss", title=out.name, yscale="log")
+    fig.tight_layout()
+    fig.savefig(out / "loss_curve.png", dpi=80)
+    plt.close(fig)
+
+
+def train(
+    stage: str,
+    mixture: Path,
+    out: Path,
+    steps: int,
+    preset: str = "tiny",
+    init: Path | None = None,
+    batch_size: int = 16,
+    lr: float = 3e-4,
+    warmup: int = 100,
+    seed: int = 0,
+    save_every: int = 200,
+    stop_after: int | None = None,
+    codebook: Codebook | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train (or resume) and return the checkpoint path. ``stop_after`` ends early, as a crash would."""
+    out.mkdir(parents=True, exist_ok=True)
+    record = load_mixture(mixture)
+    book = codebook or default_codebook()
+    ckpt = out / CHECKPOINT
+    resume = load_checkpoint(ckpt) if ckpt.is_file() else None
+    cfg = config_from(resume) if resume else PRESETS[preset]
+    if book.vocab_size != cfg.vocab_size:
+        raise ValueError(f"codebook vocabulary {book.vocab_size} != model vocabulary {cfg.vocab_size}")
+    torch.manual_seed(seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = PoseVLA(cfg).to(device)
+    if init is not None and resume is None:
+        model.load_state_dict(load_checkpoint(init)["model"])
+    optim = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: lr_at(s, steps, warmup, lr) / lr)
+    step = 0
+    if resume:
+        model.load_state_dict(resume["model"])
+        optim.load_state_dict(resume["optim"])
+        sched.load_state_dict(resume["sched"])
+        step = int(resume["step"])
+    dataset = MixtureDataset(mixture, "train", book, seed=seed, chunk=cfg.chunk, image_size=cfg.image_size)
+    dataset.load_state_dict({"seed": seed, "split": "train", "next_index": step * batch_size})
+    # one worker overlaps decoding with compute; its draws equal those of the main process (worker 0 of 1)
+    batches = iter(DataLoader(dataset, batch_size=batch_size, num_workers=1, collate_fn=collate))
+    if resume:  # after the iterator: creating it draws a worker seed from the global RNG
+        torch.set_rng_state(resume["torch_rng"])
+    families = family_table(book)
+    normalizer = ActionNormalizer.from_mixture(record)
+    log = out / "metrics.jsonl"
+    if log.is_file():  # drop rows logged after the checkpoint: those steps run again
+        kept = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= step]
+        log.write_text("".join(line + "\n" for line in kept))
+    metrics = log.open("a")
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
+    model.train()
+    bar = tqdm(total=steps, initial=step, desc=f"train {stage}", disable=not progress)
+    started = time.perf_counter()
+    while step < steps and (stop_after is None or step < stop_after):
+        batch = next(batches)
+        with autocast:
+            loss = stage_loss(model, stage, batch, families, normalizer, device)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        sched.step()
+        step += 1
+        metrics.write(
+            json.dumps(
+                {
+                    "step": step,
+                    "loss": loss.item(),
+                    "lr": sched.get_last_lr()[0],
+                    "seconds": round(time.perf_counter() - started, 3),
+                }
+            )
+            + "\n"
+        )
+        metrics.flush()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % save_every == 0 or step == steps:
+            save_checkpoint(ckpt, model, optim, sched, step, cfg, {"stage": stage, "mixture": str(mixture)})
+    bar.close()
+    metrics.close()
+    plot_losses(out)
+    return ckpt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m model.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--stage", required=True, choices=STAGES)
+    parser.add_argument("--mixture", required=True, help="mixture manifest path, or a name in out/mixtures/")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (re-use it to resume)")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--init", type=Path, help="start from this checkpoint's weights (e.g. the previous stage)")
+    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-every", type=int, default=200)
+    parser.add_argument("--codebook", type=Path, help="codebook JSON (default posetok-v1)")
+    args = parser.parse_args(argv)
+    ckpt = train(
+        args.stage,
+        resolve_mixture(args.mixture),
+        args.out,
+        args.steps,
+        args.preset,
+        args.init,
+        args.batch_size,
+        args.lr,
+        args.warmup,
+        args.seed,
+        args.save_every,
+        codebook=Codebook.load(args.codebook) if args.codebook else None,
+    )
+    print(f"checkpoint {ckpt}\nmetrics {args.out / 'metrics.jsonl'}\nloss curve {args.out / 'loss_curve.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
