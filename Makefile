@@ -17,7 +17,7 @@ WORKERS ?=
 ARGS    ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup system-libs test test-slow convert lint clean
+.PHONY: setup system-libs test test-slow convert lint clean demo-data train-demo
 
 setup: $(STAMP) system-libs
 
@@ -47,6 +47,28 @@ test-slow: setup
 convert: setup
 	$(BIN)/python -m pipelines.convert --dataset $(DATASET) --out $(OUT) \
 	  $(if $(SOURCE),--source $(SOURCE)) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
+
+# Training demo on generated samples (CPU, ~30 minutes in all on 2 cores): data, stage 1, ablation.
+DEMO      ?= out/train
+DEMO_DATA := "omni3d_sunrgbd 120 3" "bop_ycbv 120 3" "objectron 120 3" "droid 24 100" "lerobot_demo 8 80" "egodex 6 45"
+POSE_STEPS ?= 2400
+
+demo-data: setup
+	@for spec in $(DEMO_DATA); do set -- $$spec; \
+	  $(BIN)/python -m pipelines.make_sample --dataset $$1 --out $(DEMO)/src/$$1 --episodes $$2 --steps $$3 && \
+	  $(BIN)/python -m pipelines.convert --dataset $$1 --source $(DEMO)/src/$$1 --out $(DEMO) --quiet --no-preview \
+	  || exit 1; done
+	@for m in demo_pose demo_trajectory demo_action; do \
+	  $(BIN)/python -m pipelines.build_mixture --mixture $$m --data $(DEMO) --out $(DEMO)/mixtures --val-fraction 0.1 \
+	  || exit 1; done
+
+train-demo: demo-data
+	$(BIN)/python -m model.train --stage pose --mixture $(DEMO)/mixtures/demo_pose.json --out $(DEMO)/runs/pose \
+	  --steps $(POSE_STEPS)
+	$(BIN)/python -m model.evaluate --ckpt $(DEMO)/runs/pose/last.pt --mixture $(DEMO)/mixtures/demo_pose.json
+	$(BIN)/python -m model.ablation --pose-ckpt $(DEMO)/runs/pose/last.pt --out $(DEMO)/runs/ablation \
+	  --pose-mixture $(DEMO)/mixtures/demo_pose.json --trajectory-mixture $(DEMO)/mixtures/demo_trajectory.json \
+	  --action-mixture $(DEMO)/mixtures/demo_action.json
 
 lint: setup
 	$(BIN)/ruff check schemas converters pipelines model tests
