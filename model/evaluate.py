@@ -29,15 +29,32 @@ from schemas.mixture import load_mixture
 from schemas.tokenizer import Codebook, decode_view, default_codebook
 
 
-def pose_slots(book: Codebook, poses) -> list[tuple[int, int]]:
-    """Token id ranges of the layout of ``poses`` (what ``encode_poses`` emits), each closed by ``sep``."""
+def pose_slots(book: Codebook, poses) -> tuple[list[tuple[int, int]], list[str | None]]:
+    """Token id ranges of the layout of ``poses`` (what ``encode_poses`` emits), each closed by
+    ``sep``, and the family name of every slot (None for ``sep``)."""
     sep = book.special_id("sep")
-    slots = []
+    slots, names = [], []
     for pose in poses:
-        names = ["loc", "loc", "txy", "txy", "tz"] + ["size"] * 3 * (pose.size is not None) + ["rot"] * 3
-        names += ["grip"] * (pose.gripper is not None)
-        slots += [(book.offsets[n], book.offsets[n] + book.family(n).n_bins) for n in names] + [(sep, sep + 1)]
-    return slots
+        layout = ["loc", "loc", "txy", "txy", "tz"] + ["size"] * 3 * (pose.size is not None) + ["rot"] * 3
+        layout += ["grip"] * (pose.gripper is not None)
+        slots += [(book.offsets[n], book.offsets[n] + book.family(n).n_bins) for n in layout] + [(sep, sep + 1)]
+        names += [*layout, None]
+    return slots, names
+
+
+def expected_bin(book: Codebook, names: list[str | None]):
+    """``choose`` for :meth:`PoseVLA.generate`: the bin holding the distribution's expected value
+    (the minimum-squared-error estimate) for interval families; argmax for angles and ``sep``."""
+
+    def choose(k: int, probs: torch.Tensor) -> torch.Tensor:
+        name = names[k]
+        if name is None or book.family(name).periodic:
+            return probs.argmax(-1, keepdim=True)
+        fam = book.family(name)
+        mean = probs.double() @ torch.from_numpy(fam.midpoints)
+        return torch.from_numpy(fam.encode(mean.numpy()))[:, None]
+
+    return choose
 
 
 def rotation_deg(qa, qb) -> float:
@@ -53,6 +70,7 @@ def evaluate(
     batch_size: int = 16,
     codebook: Codebook | None = None,
     seed: int = 1,
+    decoding: str = "mean",
 ) -> dict:
     state = load_checkpoint(ckpt)
     cfg = config_from(state)
@@ -63,7 +81,14 @@ def evaluate(
     book = codebook or default_codebook()
     ds = MixtureDataset(mixture, split, book, seed=seed, chunk=cfg.chunk, image_size=cfg.image_size)
     items = [ds.draw(0, 1, i) for i in range(samples)]
-    result: dict = {"checkpoint": str(ckpt), "stage": stage, "split": split, "samples": samples, "step": state["step"]}
+    result: dict = {
+        "checkpoint": str(ckpt),
+        "stage": stage,
+        "split": split,
+        "samples": samples,
+        "step": state["step"],
+        "decoding": decoding,
+    }
     if stage == "action":
         normalizer = ActionNormalizer.from_mixture(load_mixture(mixture))
         errors = []
@@ -98,7 +123,9 @@ def evaluate(
         for j, item in enumerate(chunk_items):
             width, height = cfg.image_size
             truth = item["poses"]
-            seq = model.generate(prefix[j : j + 1], x["tokens"][j : j + 1, :2], pose_slots(book, truth))[0].tolist()
+            slots, names = pose_slots(book, truth)
+            choose = expected_bin(book, names) if decoding == "mean" else None
+            seq = model.generate(prefix[j : j + 1], x["tokens"][j : j + 1, :2], slots, choose)[0].tolist()
             predicted = decode_view(book, seq + [book.special_id("view_end"), book.special_id("eos")], width, height)
             if truth:
                 baseline.append(100 * np.linalg.norm(constant - np.array(truth[0].t)))
@@ -137,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="val", choices=("train", "val"))
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--codebook", type=Path, help="codebook JSON the model was trained with")
+    parser.add_argument(
+        "--decoding",
+        default="mean",
+        choices=("mean", "argmax"),
+        help="per slot: bin of the expected value (default) or the most likely bin",
+    )
     parser.add_argument("--out", type=Path, help="JSON file (default: <ckpt folder>/eval_<split>.json)")
     args = parser.parse_args(argv)
     result = evaluate(
@@ -145,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         args.split,
         args.samples,
         codebook=Codebook.load(args.codebook) if args.codebook else None,
+        decoding=args.decoding,
     )
     out = args.out or args.ckpt.parent / f"eval_{args.split}.json"
     out.write_text(json.dumps(result, indent=1))

@@ -181,13 +181,17 @@ class PoseVLA(nn.Module):
         return x
 
     @torch.no_grad()
-    def generate(self, prefix: torch.Tensor, start: torch.Tensor, slots: list[tuple[int, int]]) -> torch.Tensor:
-        """Greedy decoding of ``len(slots)`` tokens after ``start`` ``(B, s)``, token k restricted to
-        the id range ``slots[k] = (first, end)`` (a pose layout: loc, loc, txy, txy, tz, ...)."""
+    def generate(
+        self, prefix: torch.Tensor, start: torch.Tensor, slots: list[tuple[int, int]], choose=None
+    ) -> torch.Tensor:
+        """Decode ``len(slots)`` tokens after ``start`` ``(B, s)``, token k restricted to the id range
+        ``slots[k] = (first, end)`` (a pose layout: loc, loc, txy, txy, tz, ...). ``choose(k, probs)``
+        picks the bin from the slot's probabilities ``(B, end - first)``; default: argmax."""
         tokens = start
-        for first, end in slots:
-            logits = self.token_logits(prefix, tokens)[:, -1, first:end]
-            tokens = torch.cat([tokens, first + logits.argmax(-1, keepdim=True)], dim=1)
+        for k, (first, end) in enumerate(slots):
+            probs = self.token_logits(prefix, tokens)[:, -1, first:end].float().softmax(-1)
+            pick = probs.argmax(-1, keepdim=True) if choose is None else choose(k, probs)
+            tokens = torch.cat([tokens, first + pick], dim=1)
         return tokens
 
 
