@@ -193,8 +193,8 @@ class MixtureDataset(IterableDataset):
 
 
 def collate(samples: list[dict], view: int = 0) -> dict:
-    """Batch samples: images ``(B, V, H, W, 3)`` uint8 and ``K`` ``(B, V, 3, 3)`` (equal sizes and
-    view counts needed: set ``image_size``), the tokens of view ``view`` padded with 0 (``pad``)
+    """Batch samples: images ``(B, V, H, W, 3)`` uint8 and ``K`` ``(B, V, 3, 3)`` (equal sizes needed:
+    set ``image_size``; when samples have different view counts, only view ``view``, V = 1), the tokens of view ``view`` padded with 0 (``pad``)
     plus a mask, and actions / action_mask / state stacked when every sample has them."""
     tokens = [s["tokens"][view] for s in samples]
     width = max(len(t) for t in tokens)
@@ -203,11 +203,13 @@ def collate(samples: list[dict], view: int = 0) -> dict:
     for i, t in enumerate(tokens):
         padded[i, : len(t)] = torch.from_numpy(t)
         mask[i, : len(t)] = True
+    # all views when every sample has the same ones; else only ``view`` (mixtures of 1- and 3-camera sources)
+    views = slice(None) if len({len(s["views"]) for s in samples}) == 1 else slice(view, view + 1)
     batch = {
-        "images": torch.from_numpy(np.stack([s["images"] for s in samples])),
+        "images": torch.from_numpy(np.stack([np.asarray(s["images"])[views] for s in samples])),
         "tokens": padded,
         "token_mask": mask,
-        "K": torch.from_numpy(np.stack([s["K"] for s in samples])).float(),
+        "K": torch.from_numpy(np.stack([s["K"][views] for s in samples])).float(),
         "dataset": [s["dataset"] for s in samples],
         "sample_id": [s["sample_id"] for s in samples],
         "instruction": [s["instruction"] for s in samples],

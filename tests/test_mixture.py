@@ -249,3 +249,12 @@ def test_dry_run_folder_loads_with_datasets(data, tmp_path):
             upload(tmp_path / "hub", "org/bop", private=True)
     finally:
         huggingface_hub.get_token = original
+
+
+def test_collate_mixes_sources_with_different_view_counts(data):
+    _, mixtures = data
+    three = MixtureDataset(mixtures["demo_action"], image_size=(160, 90)).draw(0, 1, 0)
+    one = MixtureDataset(mixtures["demo_pose"], image_size=(160, 90)).draw(0, 1, 0)
+    batch = collate([three, one])
+    assert batch["images"].shape == (2, 1, 90, 160, 3) and batch["K"].shape == (2, 1, 3, 3)
+    assert "actions" not in batch  # not every sample has actions
