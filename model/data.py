@@ -194,8 +194,9 @@ class MixtureDataset(IterableDataset):
 
 def collate(samples: list[dict], view: int = 0) -> dict:
     """Batch samples: images ``(B, V, H, W, 3)`` uint8 and ``K`` ``(B, V, 3, 3)`` (equal sizes needed:
-    set ``image_size``; when samples have different view counts, only view ``view``, V = 1), the tokens of view ``view`` padded with 0 (``pad``)
-    plus a mask, and actions / action_mask / state stacked when every sample has them."""
+    set ``image_size``; when samples have different view counts, only view ``view``, V = 1), the
+    tokens of view ``view`` padded with 0 (``pad``) plus a mask, and actions / action_mask / state
+    stacked when every sample has them."""
     tokens = [s["tokens"][view] for s in samples]
     width = max(len(t) for t in tokens)
     padded = torch.zeros(len(samples), width, dtype=torch.long)
