@@ -195,8 +195,8 @@ class MixtureDataset(IterableDataset):
 def collate(samples: list[dict], view: int = 0) -> dict:
     """Batch samples: images ``(B, V, H, W, 3)`` uint8 and ``K`` ``(B, V, 3, 3)`` (equal sizes needed:
     set ``image_size``; when samples have different view counts, only view ``view``, V = 1), the
-    tokens of view ``view`` padded with 0 (``pad``) plus a mask, and actions / action_mask / state
-    stacked when every sample has them."""
+    tokens of view ``view`` padded with 0 (``pad``) plus a mask, and actions / action_mask and state
+    stacked when every sample has them with one shape."""
     tokens = [s["tokens"][view] for s in samples]
     width = max(len(t) for t in tokens)
     padded = torch.zeros(len(samples), width, dtype=torch.long)
@@ -215,8 +215,11 @@ def collate(samples: list[dict], view: int = 0) -> dict:
         "sample_id": [s["sample_id"] for s in samples],
         "instruction": [s["instruction"] for s in samples],
     }
-    if all(s["actions"] is not None for s in samples):
-        batch["actions"] = torch.from_numpy(np.stack([s["actions"] for s in samples]))
-        batch["action_mask"] = torch.from_numpy(np.stack([s["action_mask"] for s in samples]))
-        batch["state"] = torch.from_numpy(np.stack([s["state"] for s in samples]))
+    # embodiment vectors only when every sample has them with one shape (post-training is per embodiment)
+    for key, mask in (("actions", "action_mask"), ("state", None)):
+        values = [s[key] for s in samples]
+        if all(v is not None for v in values) and len({v.shape for v in values}) == 1:
+            batch[key] = torch.from_numpy(np.stack(values))
+            if mask:
+                batch[mask] = torch.from_numpy(np.stack([s[mask] for s in samples]))
     return batch
