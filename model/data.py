@@ -20,10 +20,12 @@ Splits follow the mixture's stable hash rule, so a val episode never appears in 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
@@ -45,6 +47,17 @@ def decode_image(data: bytes, width: int, height: int, target: tuple[int, int] |
     if target is not None:
         flag = next((f for s, f in REDUCED_DECODE if width >= target[0] * s and height >= target[1] * s), flag)
     return np.ascontiguousarray(cv2.imdecode(np.frombuffer(data, np.uint8), flag)[:, :, ::-1])
+
+
+@dataclass
+class _RowGroup:
+    """A cached row group: the Arrow table, its key columns, and the frames of the loader's split."""
+
+    table: pa.Table
+    episodes: list[str]
+    frames: list[int]
+    views: list[str]
+    split_frames: list[tuple[str, int]]
 
 
 class MixtureDataset(IterableDataset):
@@ -102,11 +115,21 @@ class MixtureDataset(IterableDataset):
         n_workers, worker = (info.num_workers, info.id) if info else (1, 0)
         return self.rank * n_workers + worker, self.world_size * n_workers
 
-    def _row_group(self, path: str, index: int):
+    def _row_group(self, path: str, index: int, member: str) -> _RowGroup:
+        """A row group as Arrow plus its key columns and this split's frames (computed once, cached)."""
         key = (path, index)
         if key not in self._cache:
             table = pq.ParquetFile(path).read_row_group(index)
-            self._cache[key] = table.to_pylist()
+            episodes = table.column("episode_id").to_pylist()
+            frames = table.column("frame_index").to_pylist()
+            in_split = {e: split_of(member, e, self.val_fraction) == self.split for e in set(episodes)}
+            self._cache[key] = _RowGroup(
+                table,
+                episodes,
+                frames,
+                table.column("view").to_pylist(),
+                sorted({(e, f) for e, f in zip(episodes, frames, strict=True) if in_split[e]}),
+            )
             if len(self._cache) > ROW_GROUP_CACHE:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(key)
@@ -124,19 +147,13 @@ class MixtureDataset(IterableDataset):
             )
         m = int(rng.choice(len(mine), p=weights / weights.sum()))
         path, group = mine[m][int(rng.integers(len(mine[m])))]
-        rows = self._row_group(path, group)
-        member = self.members[m]["dataset"]
-        frames = sorted(
-            {
-                (r["episode_id"], r["frame_index"])
-                for r in rows
-                if split_of(member, r["episode_id"], self.val_fraction) == self.split
-            }
-        )
-        return self._sample(m, rows, frames[int(rng.integers(len(frames)))])
+        rows = self._row_group(path, group, self.members[m]["dataset"])
+        return self._sample(m, rows, rows.split_frames[int(rng.integers(len(rows.split_frames)))])
 
-    def _sample(self, member: int, rows: list[dict], key: tuple[str, int]) -> dict:
-        views = [r for r in rows if (r["episode_id"], r["frame_index"]) == key]
+    def _sample(self, member: int, group: _RowGroup, key: tuple[str, int]) -> dict:
+        """Only the frame's view rows (and the following action values) leave Arrow."""
+        keys = list(zip(group.episodes, group.frames, strict=True))
+        views = group.table.take(pa.array([i for i, k in enumerate(keys) if k == key], pa.int64())).to_pylist()
         images, Ks, tokens = [], [], []
         for r in views:
             image = decode_image(r["image"]["bytes"], r["width"], r["height"], self.image_size)
@@ -150,13 +167,12 @@ class MixtureDataset(IterableDataset):
             tokens.append(np.array(row_tokens(self.codebook, r), dtype=np.int64))
         first = views[0]
         later = sorted(
-            {
-                r["frame_index"]: r
-                for r in rows
-                if r["episode_id"] == key[0] and r["frame_index"] > key[1] and r["view"] == first["view"]
-            }.items()
-        )
-        actions, mask = self._chunk(first, [r for _, r in later])
+            (f, i)
+            for i, ((e, f), v) in enumerate(zip(keys, group.views, strict=True))
+            if e == key[0] and f > key[1] and v == first["view"]
+        )[: self.chunk - 1]
+        later_actions = group.table.column("action").take(pa.array([i for _, i in later], pa.int64())).to_pylist()
+        actions, mask = self._chunk(first["action"], later_actions)
         return {
             "dataset": self.members[member]["dataset"],
             "sample_id": first["sample_id"],
@@ -173,11 +189,13 @@ class MixtureDataset(IterableDataset):
             "action_mask": mask,
         }
 
-    def _chunk(self, first: dict, later: list[dict]) -> tuple[np.ndarray | None, np.ndarray | None]:
-        if first["action"] is None:
+    def _chunk(self, first: list | None, later: list[list]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(chunk, A)`` actions from this frame's and the following frames' actions, last one
+        repeated past the end, and the mask of the real steps."""
+        if first is None:
             return None, None
-        seq = [first["action"], *[r["action"] for r in later[: self.chunk - 1]]]
-        actions = np.zeros((self.chunk, len(first["action"])), np.float32)
+        seq = [first, *later[: self.chunk - 1]]
+        actions = np.zeros((self.chunk, len(first)), np.float32)
         actions[: len(seq)] = np.asarray(seq, np.float32)
         actions[len(seq) :] = actions[len(seq) - 1]
         mask = np.zeros(self.chunk, np.float32)
