@@ -158,6 +158,40 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
 
 
 # ------------------------------------------------------------------------------ shared checks
+ROTATION_TOLERANCE = 1e-3  # max |R^T R - I|: float32 sources and 6-decimal JSON pass by far
+
+
+class InvalidInput(ValueError):
+    """A source value no conversion can be right with: non-finite or non-rigid pose, bad intrinsics."""
+
+
+def check_transforms(T: np.ndarray, what: str) -> None:
+    """``T (..., 4, 4)`` must be finite with orthonormal, right-handed rotations; InvalidInput
+    names the first bad index and the defect."""
+    T = np.asarray(T, dtype=np.float64).reshape(-1, 4, 4)
+    finite = np.isfinite(T).all(axis=(1, 2))
+    if not finite.all():
+        raise InvalidInput(f"{what}: non-finite pose (NaN or inf) at index {int(np.argmin(finite))}")
+    R = T[:, :3, :3]
+    defect = np.abs(np.swapaxes(R, 1, 2) @ R - np.eye(3)).max(axis=(1, 2))
+    bad = (defect > ROTATION_TOLERANCE) | (np.linalg.det(R) <= 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InvalidInput(
+            f"{what}: rotation at index {i} is not orthonormal (max |R^T R - I| = {defect[i]:.3g}, "
+            f"det = {np.linalg.det(R[i]):.3g})"
+        )
+
+
+def check_intrinsics(K: np.ndarray, what: str) -> None:
+    """K must be finite, upper-triangular-shaped pinhole intrinsics with positive focal lengths."""
+    K = np.asarray(K, dtype=np.float64).reshape(3, 3)
+    if not np.isfinite(K).all():
+        raise InvalidInput(f"{what}: intrinsics are not finite")
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise InvalidInput(f"{what}: focal lengths must be positive (fx = {K[0, 0]:g}, fy = {K[1, 1]:g} px)")
+
+
 class MissingKeyError(KeyError):
     """A required key is absent from a source file; ``str()`` is the plain message."""
 

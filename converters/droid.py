@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, jpeg_size
+from converters.base import EpisodeRows, InvalidInput, Rejected, UnitStats, WorkUnit, jpeg_size
 from converters.rlds import RldsSource
 from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows, waypoint_offsets
 from schemas.catalog import DatasetEntry
@@ -220,22 +220,25 @@ class DroidConverter:
                 notes["idle steps dropped"] += T - len(keep)
         notes["success episodes" if "/success/" in file_path else "failure episodes"] += 1
         state = np.concatenate([cart, obs["gripper_position"], obs["joint_position"]], axis=1).astype(np.float32)
-        ep = EpisodeInput(
-            dataset=self.entry.name,
-            split="train",
-            episode_id=eid,
-            fps=self.entry.fps or 15.0,
-            arms=[ArmTrack("arm", T_base_ee, gripper)],
-            views=views,
-            instructions=[
-                steps[k][0].decode()
-                for k in ("language_instruction", "language_instruction_2", "language_instruction_3")
-            ],
-            state=state,
-            action=steps["action"].astype(np.float32),
-            embodiment=self.entry.embodiment,
-            keep_steps=keep,
-        )
+        try:  # refuses non-finite or non-rigid poses and bad intrinsics
+            ep = EpisodeInput(
+                dataset=self.entry.name,
+                split="train",
+                episode_id=eid,
+                fps=self.entry.fps or 15.0,
+                arms=[ArmTrack("arm", T_base_ee, gripper)],
+                views=views,
+                instructions=[
+                    steps[k][0].decode()
+                    for k in ("language_instruction", "language_instruction_2", "language_instruction_3")
+                ],
+                state=state,
+                action=steps["action"].astype(np.float32),
+                embodiment=self.entry.embodiment,
+                keep_steps=keep,
+            )
+        except InvalidInput as e:
+            return Rejected(where, "convert", str(e))
         rows = episode_rows(ep, codebook, self.offsets, stats.clipped_tokens)
         stats.notes.update(notes)
         return EpisodeRows(eid, rows)

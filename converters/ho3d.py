@@ -27,7 +27,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size, load_pickle, source_record
+from converters.base import (
+    EpisodeRows,
+    InvalidInput,
+    Rejected,
+    UnitStats,
+    WorkUnit,
+    check_transforms,
+    image_size,
+    load_pickle,
+    source_record,
+)
 from converters.object_rows import HandInstance, ImageInput, ObjectInstance, image_rows
 from converters.robot_rows import waypoint_offsets
 from schemas.catalog import DatasetEntry
@@ -95,7 +105,9 @@ class Ho3dConverter:
                 meta, data, depth = self._frame(seq, frame)
                 joints = np.asarray(meta["handJoints3D"], dtype=np.float64).reshape(-1, 3) @ F
                 R = F @ axis_angle_to_matrix(np.asarray(meta["handPose"], dtype=np.float64)[:3])
-                wrists[frame] = make_transform(R, joints[0])
+                wrist = make_transform(R, joints[0])
+                check_transforms(wrist, f"{seq.name} frame {frame} hand wrist")  # a bad wrist loses its frame only
+                wrists[frame] = wrist
                 loaded[frame] = (meta, data, depth, joints)
             except pickle.UnpicklingError as e:
                 yield Rejected(str(seq / "meta" / f"{frame}.pkl"), "security", str(e))
@@ -127,8 +139,8 @@ class Ho3dConverter:
                     )
                 )
             width, height = image_size(data)
-            images.append(
-                ImageInput(
+            try:  # refuses non-finite or non-rigid poses and bad intrinsics
+                image = ImageInput(
                     self.entry.name,
                     unit.split,
                     "hands",
@@ -143,7 +155,12 @@ class Ho3dConverter:
                     [hand],
                     timestamp_s=int(frame) / self.fps,
                 )
-            )
+            except InvalidInput as e:
+                yield Rejected(str(seq / "meta" / f"{frame}.pkl"), "convert", str(e))
+                continue
+            images.append(image)
             depths.append(depth)
+        if not images:
+            return
         stats.notes["frames"] += len(images)
         yield EpisodeRows(seq.name, image_rows(images, codebook, stats.clipped_tokens), depths)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from converters.base import check_intrinsics, check_transforms
 from schemas.geometry import matrix_to_quat, project_points
 from schemas.record import ego_item, object_item, sample_id, to_table, waypoint_item
 from schemas.tokenizer import Codebook, row_tokens
@@ -64,6 +65,16 @@ class ImageInput:
     ref_frame: str | None = None
     instructions: list[str] = field(default_factory=list)
     depth_m: np.ndarray | None = None  # (H, W) metres, 0 = no reading; stored in Zarr by the engine
+
+    def __post_init__(self) -> None:
+        """Refuse what no row can be right with (InvalidInput, naming the item): converters build
+        inputs per image inside their per-image error handling, so only that image is lost."""
+        where = f"{self.episode_id} frame {self.frame_index} view {self.view}"
+        check_intrinsics(self.K, where)
+        for o in self.objects:
+            check_transforms(o.T_cam_obj, f"{where} object {o.instance_id} ({o.category})")
+        for h in self.hands:
+            check_transforms([h.T_cam_wrist, *(T for _, _, T in h.future)], f"{where} hand {h.name}")
 
 
 def box_corners(T_cam_obj: np.ndarray, size: np.ndarray) -> np.ndarray:

@@ -1,18 +1,60 @@
-"""Reading RLDS datasets (DROID, Open X-Embodiment, OpenVLA's LIBERO) through tensorflow-datasets.
+"""Reading RLDS datasets (DROID, Open X-Embodiment, OpenVLA's LIBERO) with tensorflow-datasets' specs.
 
-``tfds.builder_from_directory`` on the folder holding ``dataset_info.json``; images stay encoded
-(``SkipDecoding``); each episode's ``steps`` are batched into whole tensors inside the tf.data
-graph (measured ~12x faster than iterating steps in Python). Work units are the TFDS shard
-files, so a truncated or corrupt shard costs only its own episodes, and only those after the
-damage: it is reported as a :class:`Rejected` naming the file.
+``tfds.builder_from_directory`` on the folder holding ``dataset_info.json`` gives the split's shard
+files and the feature spec. Each shard's records are framed in Python (:func:`tfrecord_records`,
+both CRC32C checks verified) and parsed by one ``tf.function`` traced once per source: TFDS's
+own example parser, then each feature's batch decoder on the flat ``steps`` tensors, so an
+episode comes out as whole arrays with a leading step axis and images stay encoded bytes.
+Measured on the DROID sample (3 views, 180x320): the eager ``tf.data.TFRecordDataset`` iterator
+cost ~12 ms per record, the parse ~1.8 ms; ``builder.as_dataset`` + a batching map reads
+~17,000 steps/s per core once warm but costs ~0.3 s of graph tracing per pipeline, i.e. per unit.
+
+Work units are the TFDS shard files, so a truncated or corrupt shard costs only its own
+episodes, and only those after the damage: it is reported as a :class:`Rejected` naming the file.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 from converters.base import Rejected, WorkUnit, listing_sha256
+
+_CRC_MASK_DELTA = 0xA282EAD8
+
+
+class CorruptRecord(ValueError):
+    """A TFRecord file whose framing is damaged (truncated, or a CRC32C mismatch)."""
+
+
+def _masked_crc(data: bytes) -> int:
+    import google_crc32c
+
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF
+
+
+def tfrecord_records(path: Path) -> Iterator[bytes]:
+    """The records of an uncompressed TFRecord file: ``uint64 length, uint32 masked CRC32C of the
+    length, data, uint32 masked CRC32C of the data`` (little-endian), each check verified;
+    :class:`CorruptRecord` names the record and byte offset of the first damage."""
+    with open(path, "rb") as f:
+        index = 0
+        while header := f.read(12):
+            offset = f.tell() - len(header)
+            if len(header) < 12:
+                raise CorruptRecord(f"record {index} at byte {offset}: truncated header")
+            length, length_crc = struct.unpack("<QI", header)
+            if _masked_crc(header[:8]) != length_crc:
+                raise CorruptRecord(f"record {index} at byte {offset}: length CRC mismatch")
+            data, footer = f.read(length), f.read(4)
+            if len(data) < length or len(footer) < 4:
+                raise CorruptRecord(f"record {index} at byte {offset}: truncated ({length} bytes announced)")
+            if _masked_crc(data) != struct.unpack("<I", footer)[0]:
+                raise CorruptRecord(f"record {index} at byte {offset}: data CRC mismatch")
+            yield data
+            index += 1
 
 
 def find_tfds_dir(source: Path) -> Path:
@@ -36,6 +78,7 @@ class RldsSource:
         self.tfds_dir = find_tfds_dir(source)
         self.builder = tfds.builder_from_directory(str(self.tfds_dir))
         self.split = split
+        self._parse = None
 
     def listing_sha256(self) -> str:
         return listing_sha256(self.tfds_dir, (p for p in self.tfds_dir.iterdir() if p.is_file()))
@@ -62,40 +105,58 @@ class RldsSource:
         return units
 
     def episodes(self, unit: WorkUnit, image_keys: list[str]) -> Iterator[tuple[int, dict] | Rejected]:
-        """``(episode index, {"steps": whole tensors, <episode-level keys>...})`` per episode of the
-        unit, images of ``steps/observation/<image_keys>`` left as encoded bytes; a read error ends
-        the unit with one :class:`Rejected` for the episodes it cost."""
+        """``(episode index, {"steps": {...whole arrays}, <episode-level keys>...})`` per episode of
+        the unit, every image left as encoded bytes (``image_keys`` are the ones the caller uses); a
+        read error ends the unit with one :class:`Rejected` for the episodes it cost."""
         import tensorflow as tf
-        import tensorflow_datasets as tfds
 
-        ds = self.builder.as_dataset(
-            split=f"{self.split}[{unit.payload['start']}:{unit.payload['end']}]",
-            decoders={"steps": {"observation": {k: tfds.decode.SkipDecoding() for k in image_keys}}},
-            shuffle_files=False,
-            read_config=tfds.ReadConfig(interleave_cycle_length=1),
-        )
-
-        @tf.autograph.experimental.do_not_convert
-        def whole_episode(episode):
-            return {
-                **{k: v for k, v in episode.items() if k != "steps"},
-                "steps": episode["steps"].batch(1 << 30).get_single_element(),
-            }
-
-        iterator = ds.map(whole_episode).as_numpy_iterator()
+        parse = self._parser()
+        path = self.tfds_dir / unit.payload["file"]
         total = unit.payload["end"] - unit.payload["start"]
+        records = tfrecord_records(path)
         for done in range(total):
             try:
-                episode = next(iterator)
+                episode = tf.nest.map_structure(lambda t: t.numpy(), parse(tf.constant(next(records))))
+                missing = [k for k in image_keys if k not in episode["steps"].get("observation", {})]
+                if missing:
+                    raise KeyError(f"no steps/observation/{missing[0]} in the record")
             except StopIteration:
                 return
-            except tf.errors.OpError as e:
+            except (CorruptRecord, OSError, KeyError, tf.errors.OpError) as e:
+                message = e.message.strip() if isinstance(e, tf.errors.OpError) else str(e)
                 yield Rejected(
-                    str(self.tfds_dir / unit.payload["file"]),
+                    str(path),
                     "read",
-                    f"unreadable after episode {done} of this shard ({type(e).__name__}: "
-                    f"{e.message.strip()}); {total - done} episode(s) lost",
+                    f"unreadable after episode {done} of this shard ({type(e).__name__}: {message}); "
+                    f"{total - done} episode(s) lost",
                     episodes=total - done,
                 )
                 return
             yield unit.payload["start"] + done, episode
+
+    def _parser(self):
+        """serialized episode -> nested dict of tensors; ``steps`` leaves have a leading step axis."""
+        if self._parse is None:
+            import tensorflow as tf
+            import tensorflow_datasets as tfds
+            from tensorflow_datasets.core import example_parser
+
+            features = self.builder.info.features
+            parser = example_parser.ExampleParser(features.get_serialized_info())
+
+            def decode_steps(feature, value):
+                if isinstance(feature, tfds.features.FeaturesDict):
+                    return {k: decode_steps(feature[k], value[k]) for k in value}
+                if isinstance(feature, tfds.features.Image):
+                    return value  # encoded bytes, as SkipDecoding would leave them
+                return feature.decode_batch_example(value)
+
+            @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+            def parse(serialized):
+                parsed = parser.parse_example(serialized)
+                out = {k: features[k].decode_example(v) for k, v in parsed.items() if k != "steps"}
+                out["steps"] = decode_steps(features["steps"].feature, parsed["steps"])
+                return out
+
+            self._parse = parse
+        return self._parse

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from converters.base import check_intrinsics, check_transforms
 from schemas.columns import fixed_list, list_of, pose_struct, repeated_list, table_from_columns
 from schemas.geometry import matrix_to_quat, project_points
 from schemas.record import DEPTH_TYPE, EGO_TYPE, IMAGE_TYPE, OBJECT_TYPE, WAYPOINT_TYPE, sample_id
@@ -59,6 +60,16 @@ class EpisodeInput:
     keep_steps: np.ndarray | None = None  # steps that become rows (default: all)
     ref_frame: str = "robot_base"  # the frame T_base_ee and T_base_cam are expressed in
 
+    def __post_init__(self) -> None:
+        """Refuse what no row can be right with (InvalidInput naming the arm / view and the step)."""
+        for arm in self.arms:
+            check_transforms(arm.T_base_ee, f"episode {self.episode_id} arm {arm.name}")
+        for view in self.views:
+            if view.K is not None:
+                check_intrinsics(view.K, f"episode {self.episode_id} view {view.view}")
+            if view.T_base_cam is not None:
+                check_transforms(view.T_base_cam, f"episode {self.episode_id} view {view.view} camera pose")
+
 
 def waypoint_offsets(fps: float, count: int, spacing_s: float) -> list[int]:
     """Step offsets of the waypoints: ``k * spacing_s`` seconds ahead for k = 1..count."""
@@ -76,84 +87,83 @@ class _Items:
     gripper: np.ndarray | None
     uv: np.ndarray
     in_view: np.ndarray
-    offset: np.ndarray | None = None
+    offset: np.ndarray
 
-
-def _camera_items(T_cam_pose: np.ndarray, K: np.ndarray, width: int, height: int):
-    """t, q, uv (NaN behind the camera), in_view of camera-frame poses ``(..., 4, 4)``."""
-    t = T_cam_pose[..., :3, 3]
-    q = matrix_to_quat(T_cam_pose[..., :3, :3])
-    uv = project_points(t, K)
-    in_view = (
-        np.isfinite(uv[..., 0]) & (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)
-    )
-    return t, q, uv, in_view
+    @staticmethod
+    def empty() -> _Items:
+        none = np.zeros((0,))
+        return _Items(
+            none.astype(int), none.astype(object), np.zeros((0, 3)), np.zeros((0, 4)), None, np.zeros((0, 2)),
+            none.astype(bool), none.astype(int),
+        )
 
 
 def _collect(ep: EpisodeInput, steps: np.ndarray, offsets: list[int]) -> tuple[_Items, _Items]:
-    """Ego and waypoint items of every row (rows ordered frame-major, views in order)."""
+    """Ego and waypoint items of every row (rows ordered frame-major, views in order).
+
+    Every (view, arm, offset) combination is first listed as index arrays, then all camera-frame
+    poses are computed in one batched product: ``inv(T_base_cam[view, t]) @ T_base_ee[arm, t + k]``.
+    Within a row, items are ordered by arm, then offset (ego items have offset 0).
+    """
     T = len(ep.views[0].images)
     arms = sorted(ep.arms, key=lambda a: a.name)
     n_views = len(ep.views)
-    ego_parts, wp_parts = [], []
-    for vi, view in enumerate(ep.views):
-        if view.T_base_cam is None or view.K is None:
-            continue
-        T_cam_base = np.linalg.inv(view.T_base_cam[steps])  # (S, 4, 4)
-        rows = np.arange(len(steps)) * n_views + vi
-        for arm in arms:
-            grip = arm.gripper
-            t, q, uv, inv = _camera_items(T_cam_base @ arm.T_base_ee[steps], view.K, view.width, view.height)
-            ego_parts.append((rows, arm.name, t, q, None if grip is None else grip[steps], uv, inv, None))
-            for k in offsets:
+    calibrated = [vi for vi, v in enumerate(ep.views) if v.T_base_cam is not None and v.K is not None]
+    if not calibrated or not arms:
+        return _Items.empty(), _Items.empty()
+    T_cam_base = np.full((n_views, len(steps), 4, 4), np.nan)
+    Ks = np.full((n_views, 3, 3), np.nan)
+    size = np.zeros((n_views, 2))
+    for vi in calibrated:
+        view = ep.views[vi]
+        T_cam_base[vi] = np.linalg.inv(view.T_base_cam[steps])
+        Ks[vi], size[vi] = view.K, (view.width, view.height)
+    T_base_ee = np.stack([arm.T_base_ee for arm in arms])  # (arms, T, 4, 4)
+
+    index = np.arange(len(steps))
+    parts = []  # (view, arm, row step index, future step, offset) per combination
+    for vi in calibrated:
+        for ai in range(len(arms)):
+            for k in (0, *offsets):
                 ok = steps + k < T
-                future = steps[ok] + k
-                t, q, uv, inv = _camera_items(T_cam_base[ok] @ arm.T_base_ee[future], view.K, view.width, view.height)
-                wp_parts.append(
-                    (rows[ok], arm.name, t, q, None if grip is None else grip[future], uv, inv, np.full(ok.sum(), k))
-                )
-    return _merge(ego_parts), _merge(wp_parts)
+                n = int(ok.sum())
+                parts.append((np.full(n, vi), np.full(n, ai), index[ok], steps[ok] + k, np.full(n, k)))
+    view_of, arm_of, step_of, future, offset = (np.concatenate(col) for col in zip(*parts, strict=True))
+    T_cam_pose = T_cam_base[view_of, step_of] @ T_base_ee[arm_of, future]
+    t = T_cam_pose[:, :3, 3]
+    q = matrix_to_quat(T_cam_pose[:, :3, :3])
+    uv = project_points(t, Ks[view_of])
+    w, h = size[view_of, 0], size[view_of, 1]
+    in_view = np.isfinite(uv[:, 0]) & (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+    names = np.array([arm.name for arm in arms], dtype=object)[arm_of]
+    grippers = None if arms[0].gripper is None else np.stack([arm.gripper for arm in arms])[arm_of, future]
+    rows = step_of * n_views + view_of
 
-
-def _merge(parts: list[tuple]) -> _Items:
-    """Concatenate item parts and order them by row (stable: arm order, then offset, kept)."""
-    if not parts:
-        empty = np.zeros((0,))
+    def items(select: np.ndarray) -> _Items:
+        order = np.flatnonzero(select)[np.argsort(rows[select], kind="stable")]
         return _Items(
-            empty.astype(int),
-            empty.astype(object),
-            np.zeros((0, 3)),
-            np.zeros((0, 4)),
-            None,
-            np.zeros((0, 2)),
-            empty.astype(bool),
-            empty.astype(int),
+            rows[order],
+            names[order],
+            t[order],
+            q[order],
+            None if grippers is None else grippers[order],
+            uv[order],
+            in_view[order],
+            offset[order],
         )
-    rows = np.concatenate([p[0] for p in parts])
-    order = np.argsort(rows, kind="stable")
-    names = np.concatenate([np.full(len(p[0]), p[1], dtype=object) for p in parts])
-    grips = None if parts[0][4] is None else np.concatenate([p[4] for p in parts])
-    offs = None if parts[0][7] is None else np.concatenate([p[7] for p in parts])
-    return _Items(
-        rows[order],
-        names[order],
-        np.concatenate([p[2] for p in parts])[order],
-        np.concatenate([p[3] for p in parts])[order],
-        None if grips is None else grips[order],
-        np.concatenate([p[5] for p in parts])[order],
-        np.concatenate([p[6] for p in parts])[order],
-        None if offs is None else offs[order],
-    )
+
+    return items(offset == 0), items(offset > 0)
 
 
 def _tokens(
     book: Codebook, n_rows: int, groups: list[_Items], width: np.ndarray, height: np.ndarray, counter: Counter | None
 ) -> pa.Array:
-    """Per-row sequences ``bos view_start (pose sep)* view_end eos``: ego items, then waypoints."""
+    """Per-row sequences ``bos view_start (pose sep)* view_end eos``: ego items, then waypoints;
+    ``no_object`` in place of the poses for a row without any. Assembled as one flat array."""
     sep = book.special_id("sep")
-    head = [book.special_id("bos"), book.special_id("view_start")]
-    tail = [book.special_id("view_end"), book.special_id("eos")]
-    bodies: list[list[np.ndarray]] = [[] for _ in range(n_rows)]
+    head = np.array([book.special_id("bos"), book.special_id("view_start")])
+    tail = np.array([book.special_id("view_end"), book.special_id("eos")])
+    blocks, block_rows = [], []
     for items in groups:
         front = np.all(np.isfinite(items.uv), axis=1)  # behind the camera: no anchor, no tokens
         if not np.any(front):
@@ -169,13 +179,29 @@ def _tokens(
             gripper=None if items.gripper is None else items.gripper[front],
             counter=counter,
         )
-        ids = np.concatenate([ids, np.full((len(ids), 1), sep)], axis=1)
-        for r, block in zip(rows.tolist(), ids, strict=True):
-            bodies[r].append(block)
-    no_object = np.array([book.special_id("no_object")])
-    seqs = [np.concatenate([head, *(b if b else [no_object]), tail]) for b in bodies]
-    counts = np.array([len(s) for s in seqs])
-    return list_of(pa.array(np.concatenate(seqs).astype(np.int32)), counts)
+        blocks.append(np.concatenate([ids, np.full((len(ids), 1), sep)], axis=1).ravel())
+        block_rows.append(np.repeat(rows, ids.shape[1] + 1))
+    body = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
+    body_row = np.concatenate(block_rows) if block_rows else np.zeros(0, dtype=np.int64)
+    order = np.argsort(body_row, kind="stable")  # per row: groups in order, items in order
+    body, body_row = body[order], body_row[order]
+    empty = np.bincount(body_row, minlength=n_rows) == 0
+    body = np.concatenate([body, np.full(empty.sum(), book.special_id("no_object"))])
+    body_row = np.concatenate([body_row, np.flatnonzero(empty)])
+    order = np.argsort(body_row, kind="stable")
+    body, body_row = body[order], body_row[order]
+    counts = np.bincount(body_row, minlength=n_rows)
+    # Each row's body goes between its head and tail: place the three parts by computed offsets.
+    lengths = counts + len(head) + len(tail)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    flat = np.empty(lengths.sum(), dtype=np.int32)
+    for i, token in enumerate(head):
+        flat[starts + i] = token
+    body_start = starts + len(head)
+    flat[body_start[body_row] + (np.arange(len(body)) - np.concatenate([[0], np.cumsum(counts)[:-1]])[body_row])] = body
+    for i, token in enumerate(tail):
+        flat[body_start + counts + i] = token
+    return list_of(pa.array(flat), lengths)
 
 
 def episode_rows(ep: EpisodeInput, codebook: Codebook, offsets: list[int], counter: Counter | None = None) -> pa.Table:

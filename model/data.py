@@ -2,8 +2,12 @@
 
 :class:`MixtureDataset` is an ``IterableDataset``. Sample ``i`` of global worker ``w`` is drawn
 with its own generator seeded by ``(seed, w, i)``: pick a member dataset by its effective weight,
-a Parquet ROW GROUP of that member uniformly (random access; no shuffle buffer), then a frame of
-the requested split inside it. Row groups are partitioned across all DataLoader workers of all
+a Parquet ROW GROUP of that member, then a frame of the requested split inside it. By default
+the row group comes from a POOL: samples ``b*block_samples ... (b+1)*block_samples - 1`` draw
+from ``pool_row_groups`` row groups per member, chosen at random for block ``b`` (seeded by
+``(seed, w, b, member)``), so one row-group read serves many samples (a shuffle buffer of a few
+thousand frames per member, with no fill time). ``pool_row_groups=None`` draws any row group
+for every sample (evaluation). Row groups are partitioned across all DataLoader workers of all
 ranks (``index % total == worker``), so no two workers read the same rows; a worker whose
 partition lacks a member (or whose member has no frame of the split) samples the others with
 their weights renormalised. Because every
@@ -19,6 +23,7 @@ Splits follow the mixture's stable hash rule, so a val episode never appears in 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +39,13 @@ from schemas.geometry import resize_intrinsics
 from schemas.mixture import load_mixture, split_of
 from schemas.tokenizer import Codebook, default_codebook, poses_of_row, row_tokens
 
-ROW_GROUP_CACHE = 32
+ROW_GROUP_CACHE = 32  # at least; raised to pool_row_groups x members
+POOL_ROW_GROUPS = 8
+BLOCK_SAMPLES = 256
+LOADER_COLUMNS = [  # what a sample needs; the rest of the record stays on disk
+    "sample_id", "episode_id", "frame_index", "view", "image", "width", "height", "K", "instruction",
+    "objects", "ego", "waypoints", "state", "action", "tokens",
+]
 
 
 REDUCED_DECODE = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
@@ -42,22 +53,27 @@ REDUCED_DECODE = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_
 
 def decode_image(data: bytes, width: int, height: int, target: tuple[int, int] | None) -> np.ndarray:
     """RGB uint8 image; when the target is at most 1/2, 1/4 or 1/8 of the stored size, the decoder
-    scales down while decoding (libjpeg DCT scaling: several times faster), before the exact resize."""
-    flag = cv2.IMREAD_COLOR
+    scales down while decoding (libjpeg DCT scaling: several times faster), before the exact resize.
+    Full-size decodes come out as RGB from the decoder itself (no extra copy)."""
+    buffer = np.frombuffer(data, np.uint8)
     if target is not None:
-        flag = next((f for s, f in REDUCED_DECODE if width >= target[0] * s and height >= target[1] * s), flag)
-    return np.ascontiguousarray(cv2.imdecode(np.frombuffer(data, np.uint8), flag)[:, :, ::-1])
+        flag = next((f for s, f in REDUCED_DECODE if width >= target[0] * s and height >= target[1] * s), None)
+        if flag is not None:
+            return cv2.cvtColor(cv2.imdecode(buffer, flag), cv2.COLOR_BGR2RGB)
+    return cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB)
 
 
 @dataclass
 class _RowGroup:
-    """A cached row group: the Arrow table, its key columns, and the frames of the loader's split."""
+    """A cached row group: the Arrow table (:data:`LOADER_COLUMNS`), the frames of the loader's
+    split, the rows of each frame (views in stored order) and, per (episode, view), the frames and
+    rows in time order (for action chunks)."""
 
     table: pa.Table
-    episodes: list[str]
-    frames: list[int]
-    views: list[str]
     split_frames: list[tuple[str, int]]
+    rows_of: dict[tuple[str, int], list[int]]
+    timeline: dict[tuple[str, str], tuple[list[int], list[int]]]
+    same_codebook: bool  # the stored ``tokens`` column is valid for the loader's codebook
 
 
 class MixtureDataset(IterableDataset):
@@ -72,6 +88,8 @@ class MixtureDataset(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         num_samples: int | None = None,
+        pool_row_groups: int | None = POOL_ROW_GROUPS,
+        block_samples: int = BLOCK_SAMPLES,
     ):
         self.record = load_mixture(mixture)
         if split not in ("train", "val"):
@@ -86,7 +104,12 @@ class MixtureDataset(IterableDataset):
         self.row_groups = [self._split_row_groups(m) for m in self.members]
         self.weights = np.array([m["effective_weight"] for m in self.members], dtype=np.float64)
         self.start = 0  # first sample index (per worker) after load_state_dict
+        self.pool_row_groups, self.block_samples = pool_row_groups, block_samples
+        self._codebook_id = self.codebook.codebook_id
+        self.cache_size = max(ROW_GROUP_CACHE, (pool_row_groups or 0) * len(self.members))
         self._cache: OrderedDict = OrderedDict()
+        self._partitions: dict[tuple[int, int], list[list[tuple[str, int]]]] = {}
+        self._pools: dict[tuple, list[tuple[str, int]]] = {}
 
     def _split_row_groups(self, member: dict) -> list[tuple[str, int]]:
         """Row groups of a member holding at least one frame of this split (reads ``episode_id`` only)."""
@@ -115,30 +138,62 @@ class MixtureDataset(IterableDataset):
         n_workers, worker = (info.num_workers, info.id) if info else (1, 0)
         return self.rank * n_workers + worker, self.world_size * n_workers
 
-    def _row_group(self, path: str, index: int, member: str) -> _RowGroup:
-        """A row group as Arrow plus its key columns and this split's frames (computed once, cached)."""
+    def _row_group(self, path: str, index: int, member: dict) -> _RowGroup:
+        """A row group as Arrow plus its frame index (computed once, cached)."""
         key = (path, index)
         if key not in self._cache:
-            table = pq.ParquetFile(path).read_row_group(index)
+            table = pq.ParquetFile(path).read_row_group(index, columns=LOADER_COLUMNS)
             episodes = table.column("episode_id").to_pylist()
             frames = table.column("frame_index").to_pylist()
-            in_split = {e: split_of(member, e, self.val_fraction) == self.split for e in set(episodes)}
+            views = table.column("view").to_pylist()
+            in_split = {e: split_of(member["dataset"], e, self.val_fraction) == self.split for e in set(episodes)}
+            rows_of: dict[tuple[str, int], list[int]] = {}
+            timeline: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+            for i, (e, f, v) in enumerate(zip(episodes, frames, views, strict=True)):
+                rows_of.setdefault((e, f), []).append(i)
+                line = timeline.setdefault((e, v), ([], []))
+                line[0].append(f)
+                line[1].append(i)
+            for fs, rs in timeline.values():
+                order = sorted(range(len(fs)), key=fs.__getitem__)
+                fs[:], rs[:] = [fs[j] for j in order], [rs[j] for j in order]
             self._cache[key] = _RowGroup(
                 table,
-                episodes,
-                frames,
-                table.column("view").to_pylist(),
-                sorted({(e, f) for e, f in zip(episodes, frames, strict=True) if in_split[e]}),
+                sorted(k for k in rows_of if in_split[k[0]]),
+                rows_of,
+                timeline,
+                member["codebook"] == self._codebook_id,
             )
-            if len(self._cache) > ROW_GROUP_CACHE:
+            if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(key)
         return self._cache[key]
 
+    def _partition(self, worker: int, total: int) -> list[list[tuple[str, int]]]:
+        """Each member's row groups that belong to global worker ``worker`` of ``total``."""
+        if (worker, total) not in self._partitions:
+            self._partitions[(worker, total)] = [
+                [rg for j, rg in enumerate(groups) if j % total == worker] for groups in self.row_groups
+            ]
+        return self._partitions[(worker, total)]
+
+    def _pool(self, worker: int, total: int, block: int, member: int) -> list[tuple[str, int]]:
+        """The row groups member ``member`` serves block ``block`` from (all of them without pooling)."""
+        mine = self._partition(worker, total)[member]
+        if self.pool_row_groups is None or len(mine) <= self.pool_row_groups:
+            return mine
+        key = (worker, total, block, member)
+        if key not in self._pools:
+            rng = np.random.default_rng([self.seed, worker, block, member, 1])
+            picks = rng.choice(len(mine), self.pool_row_groups, replace=False)
+            self._pools = {k: v for k, v in self._pools.items() if k[:3] == key[:3]}  # this block only
+            self._pools[key] = [mine[int(j)] for j in picks]
+        return self._pools[key]
+
     def draw(self, worker: int, total: int, index: int) -> dict:
         """Sample ``index`` of global worker ``worker`` (of ``total``): a pure function of them."""
         rng = np.random.default_rng([self.seed, worker, index])
-        mine = [[rg for j, rg in enumerate(groups) if j % total == worker] for groups in self.row_groups]
+        mine = self._partition(worker, total)
         weights = np.where([len(g) > 0 for g in mine], self.weights, 0.0)
         if weights.sum() == 0:
             raise RuntimeError(
@@ -146,14 +201,14 @@ class MixtureDataset(IterableDataset):
                 f"workers, or an empty split"
             )
         m = int(rng.choice(len(mine), p=weights / weights.sum()))
-        path, group = mine[m][int(rng.integers(len(mine[m])))]
-        rows = self._row_group(path, group, self.members[m]["dataset"])
+        pool = self._pool(worker, total, index // self.block_samples, m)
+        path, group = pool[int(rng.integers(len(pool)))]
+        rows = self._row_group(path, group, self.members[m])
         return self._sample(m, rows, rows.split_frames[int(rng.integers(len(rows.split_frames)))])
 
     def _sample(self, member: int, group: _RowGroup, key: tuple[str, int]) -> dict:
         """Only the frame's view rows (and the following action values) leave Arrow."""
-        keys = list(zip(group.episodes, group.frames, strict=True))
-        views = group.table.take(pa.array([i for i, k in enumerate(keys) if k == key], pa.int64())).to_pylist()
+        views = _rows(group.table, group.rows_of[key])
         images, Ks, tokens = [], [], []
         for r in views:
             image = decode_image(r["image"]["bytes"], r["width"], r["height"], self.image_size)
@@ -164,14 +219,13 @@ class MixtureDataset(IterableDataset):
                 image = cv2.resize(image, self.image_size, interpolation=cv2.INTER_AREA)
             images.append(image)
             Ks.append(np.eye(3) if K is None else K)
-            tokens.append(np.array(row_tokens(self.codebook, r), dtype=np.int64))
+            stored = r["tokens"] if group.same_codebook else row_tokens(self.codebook, r)
+            tokens.append(np.array(stored, dtype=np.int64))
         first = views[0]
-        later = sorted(
-            (f, i)
-            for i, ((e, f), v) in enumerate(zip(keys, group.views, strict=True))
-            if e == key[0] and f > key[1] and v == first["view"]
-        )[: self.chunk - 1]
-        later_actions = group.table.column("action").take(pa.array([i for _, i in later], pa.int64())).to_pylist()
+        frames, rows = group.timeline[(key[0], first["view"])]
+        after = bisect_right(frames, key[1])
+        later = rows[after : after + self.chunk - 1]
+        later_actions = [r["action"] for r in _rows(group.table.select(["action"]), later)]
         actions, mask = self._chunk(first["action"], later_actions)
         return {
             "dataset": self.members[member]["dataset"],
@@ -208,6 +262,15 @@ class MixtureDataset(IterableDataset):
         while self.num_samples is None or index < self.start + self.num_samples:
             yield self.draw(worker, total, index)
             index += 1
+
+
+def _rows(table: pa.Table, rows: list[int]) -> list[dict]:
+    """``table`` rows as dicts: one zero-copy slice over their span (rows of a frame, or one view's
+    later frames, lie close together), then only the wanted ones (``take`` costs ~0.2 ms a call)."""
+    if not rows:
+        return []
+    span = table.slice(rows[0], rows[-1] - rows[0] + 1).to_pylist()
+    return [span[i - rows[0]] for i in rows]
 
 
 def collate(samples: list[dict], view: int = 0) -> dict:

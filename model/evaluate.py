@@ -79,7 +79,9 @@ def evaluate(
     model.load_state_dict(state["model"])
     model.eval()
     book = codebook or default_codebook()
-    ds = MixtureDataset(mixture, split, book, seed=seed, chunk=cfg.chunk, image_size=cfg.image_size)
+    ds = MixtureDataset(
+        mixture, split, book, seed=seed, chunk=cfg.chunk, image_size=cfg.image_size, pool_row_groups=None
+    )
     items = [ds.draw(0, 1, i) for i in range(samples)]
     result: dict = {
         "checkpoint": str(ckpt),
@@ -106,7 +108,9 @@ def evaluate(
         return result
     correct = total = 0
     pose_t, pose_z, pose_r, wp_t, first = [], [], [], [], []
-    train = MixtureDataset(mixture, "train", book, seed=seed, chunk=cfg.chunk, image_size=cfg.image_size)
+    train = MixtureDataset(
+        mixture, "train", book, seed=seed, chunk=cfg.chunk, image_size=cfg.image_size, pool_row_groups=None
+    )
     train_first = np.array([s["poses"][0].t for s in (train.draw(0, 1, i) for i in range(256)) if s["poses"]])
     constant = train_first.mean(axis=0)
     baseline = []

@@ -1,5 +1,6 @@
 """DROID end to end: the generated sample converts to the generator's ground truth, identically
-with 1 or 2 workers, survives a SIGKILL of the job, and quarantines corrupt input precisely."""
+with 1 or 2 workers, survives a SIGKILL of the job or of a Ray worker and failing disk writes, and
+quarantines corrupt input precisely."""
 
 from __future__ import annotations
 
@@ -134,6 +135,67 @@ def test_sigkill_midway_then_resume_gives_same_checksums(sample, converted, tmp_
     assert "resumed)" in resumed.stdout and f"{EPISODES} (" in resumed.stdout
     assert shard_digests(tmp_path / "droid") == shard_digests(converted)
     assert not list((tmp_path / "droid").rglob("*.partial"))
+
+
+def test_sigkill_of_a_ray_worker_mid_unit_is_retried_to_the_same_checksums(sample, converted, tmp_path):
+    """A worker process killed while it runs a unit: Ray retries the task, nothing is lost or doubled."""
+    import psutil
+
+    cmd = [sys.executable, "-m", "pipelines.convert", "--dataset", "droid", "--source", str(sample.root),
+           "--out", str(tmp_path), "--workers", "1", "--quiet", "--no-preview"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    manifest, killed = tmp_path / "droid/manifest.json", None
+    deadline = time.time() + 240
+    while killed is None and time.time() < deadline and proc.poll() is None:
+        committed = 0
+        if manifest.exists():
+            try:
+                committed = len(json.loads(manifest.read_text())["shards"])
+            except (json.JSONDecodeError, KeyError):
+                pass
+        if committed >= 1:  # a warm worker: kill it inside its next unit
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    if any("ray::convert_unit" in part for part in child.cmdline()):
+                        child.kill()
+                        killed = committed
+                        break
+                except psutil.Error:
+                    continue
+        time.sleep(0.005)
+    out, err = proc.communicate(timeout=300)
+    assert killed is not None and killed < EPISODES, "no worker was caught inside a unit"
+    assert proc.returncode == 0, err
+    assert "quarantined    0 episode(s)" in out
+    assert shard_digests(tmp_path / "droid") == shard_digests(converted)
+    assert not list((tmp_path / "droid").rglob("*.partial"))
+
+
+def test_disk_full_leaves_no_visible_shard(sample, tmp_path):
+    """Writes that fail at the OS level (file-size limit: EFBIG, the same path as ENOSPC) abort the
+    unit; neither a shard nor a partial file remains."""
+    script = f"""
+import resource, signal, sys
+from pathlib import Path
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a failing write returns EFBIG instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+from converters.base import load_converter
+from pipelines.engine import convert_unit
+from schemas.catalog import load_catalog
+from schemas.tokenizer import default_codebook
+entry = load_catalog().dataset("droid")
+unit = load_converter(entry, Path({str(sample.root)!r}), {{}}).plan()[0]
+try:
+    convert_unit({str(tmp_path / "droid")!r}, entry.model_dump_json(), {str(sample.root)!r}, "{{}}", unit,
+                 default_codebook().to_json())
+except OSError as e:
+    print("write failed:", e)
+    sys.exit(3)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "File too large" in proc.stdout or "error 27" in proc.stdout
+    assert [p for p in (tmp_path / "droid").rglob("*") if p.is_file()] == []
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipelines.samples.rlds import chunks, write_rlds
+from pipelines.samples.rlds import chunks, write_rlds, write_rlds_records
 from pipelines.synthetic_world import Episode, make_episode, render
 from schemas.geometry import euler_xyz_to_matrix, make_transform, transform_to_pose6
 
@@ -38,6 +38,14 @@ SERIAL_KEYS = {
 }
 PATH_PREFIX = "gs://xembodiment_data/r2d2/r2d2-data-full/"
 LAB = "SYNLAB"
+_CALIBRATION_NAMES = (
+    "cam2base_extrinsics.json",
+    "cam2base_extrinsic_superset.json",
+    "intrinsics.json",
+    "camera_serials.json",
+    "episode_id_to_path.json",
+    "keep_ranges_1_0_1.json",
+)
 JPEG_QUALITY = 95
 
 
@@ -297,3 +305,58 @@ def write_droid_sample(
                "posetok synthetic sample in DROID RLDS format")
     _write_calibration(root / "calibration", seed, episodes, eids, rels, faults)
     return DroidSample(root, tfds_dir, episodes, eids)
+
+
+def replicate_droid_sample(source: str | Path, out: str | Path, times: int) -> Path:
+    """``times`` copies of every episode of a DROID sample as one larger DROID dataset under ``out``.
+
+    Copy ``k`` of an episode gets the episode id ``<id>-copy<k>`` and the path ``<path>_copy<k>``
+    (episode metadata and every calibration side file are renamed together), so all episodes
+    are distinct to a converter while nothing is rendered again: a cheap way to scale benchmarks.
+    Copy 0 keeps the original names; shards keep their size, in copy-major order.
+    """
+    import tensorflow as tf
+
+    source, root = Path(source), Path(out)
+    src_dir = source / "droid" / DROID_VERSION
+    shard_files = sorted(src_dir.glob("droid-train.tfrecord-*"))
+    if not shard_files:
+        raise FileNotFoundError(f"{src_dir}: no droid-train.tfrecord-* shards to replicate")
+    calibration = {name: json.loads((source / "calibration" / name).read_text()) for name in _CALIBRATION_NAMES}
+    id_of_path = {rel: eid for eid, rel in calibration["episode_id_to_path.json"].items()}
+    renamed: dict[str, dict] = {name: {} for name in _CALIBRATION_NAMES}
+
+    def copy_record(raw: bytes, k: int) -> bytes:
+        example = tf.train.Example.FromString(raw)
+        feature = example.features.feature
+        old_file = feature["episode_metadata/file_path"].bytes_list.value[0].decode()
+        rel = old_file.removeprefix(PATH_PREFIX).removesuffix("/trajectory.h5")
+        new_rel = rel if k == 0 else f"{rel}_copy{k}"
+        eid = id_of_path[rel]
+        new_eid = eid if k == 0 else f"{eid}-copy{k}"
+        new_file = f"{PATH_PREFIX}{new_rel}/trajectory.h5"
+        new_folder = f"{PATH_PREFIX}{new_rel}/recordings/MP4"
+        old_folder = feature["episode_metadata/recording_folderpath"].bytes_list.value[0].decode()
+        feature["episode_metadata/file_path"].bytes_list.value[0] = new_file.encode()
+        feature["episode_metadata/recording_folderpath"].bytes_list.value[0] = new_folder.encode()
+        for name in ("cam2base_extrinsics.json", "cam2base_extrinsic_superset.json", "intrinsics.json",
+                     "camera_serials.json"):
+            if eid in calibration[name]:
+                renamed[name][new_eid] = calibration[name][eid]
+        renamed["episode_id_to_path.json"][new_eid] = new_rel
+        ranges = calibration["keep_ranges_1_0_1.json"].get(f"{old_folder}--{old_file}")
+        if ranges is not None:
+            renamed["keep_ranges_1_0_1.json"][f"{new_folder}--{new_file}"] = ranges
+        return example.SerializeToString()
+
+    def shards():
+        for k in range(times):
+            for path in shard_files:
+                yield (copy_record(raw.numpy(), k) for raw in tf.data.TFRecordDataset(str(path)))
+
+    write_rlds_records(root / "droid" / DROID_VERSION, "droid", DROID_VERSION, droid_features(), shards(),
+                       times * len(shard_files), f"{times}x replicated posetok synthetic sample in DROID RLDS format")
+    (root / "calibration").mkdir(parents=True, exist_ok=True)
+    for name, data in renamed.items():
+        (root / "calibration" / name).write_text(json.dumps(data, indent=1))
+    return root

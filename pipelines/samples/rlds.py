@@ -9,7 +9,7 @@ Records are ``features.serialize_example(episode)``, one episode per record, fra
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 
@@ -23,18 +23,36 @@ def write_rlds(
     description: str = "",
 ) -> None:
     """Write ``shards`` (lists of episode objects, turned into examples by ``make_example``)."""
+    records = ((features.serialize_example(make_example(episode)) for episode in members) for members in shards)
+    write_rlds_records(tfds_dir, name, version, features, records, len(shards), description)
+
+
+def write_rlds_records(
+    tfds_dir: Path,
+    name: str,
+    version: str,
+    features,
+    shards: Iterable[Iterable[bytes]],
+    num_shards: int,
+    description: str = "",
+) -> None:
+    """Write already-serialized episodes, ``num_shards`` shard files, plus the TFDS metadata."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
     tfds_dir.mkdir(parents=True, exist_ok=True)
     lengths, num_bytes = [], 0
     for index, members in enumerate(shards):
-        path = tfds_dir / f"{name}-train.tfrecord-{index:05d}-of-{len(shards):05d}"
+        path = tfds_dir / f"{name}-train.tfrecord-{index:05d}-of-{num_shards:05d}"
+        count = 0
         with tf.io.TFRecordWriter(str(path)) as writer:
-            for episode in members:
-                writer.write(features.serialize_example(make_example(episode)))
-        lengths.append(len(members))
+            for record in members:
+                writer.write(record)
+                count += 1
+        lengths.append(count)
         num_bytes += os.path.getsize(path)
+    if len(lengths) != num_shards:
+        raise ValueError(f"{tfds_dir}: {len(lengths)} shards written, {num_shards} announced")
     template = tfds.core.ShardedFileTemplate(
         data_dir=tfds_dir,
         template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
