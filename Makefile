@@ -17,7 +17,7 @@ WORKERS ?=
 ARGS    ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup system-libs test test-slow convert lint clean demo-data train-demo
+.PHONY: setup system-libs test test-slow convert bench lint clean demo-data train-demo
 
 setup: $(STAMP) system-libs
 
@@ -47,6 +47,10 @@ test-slow: setup
 convert: setup
 	$(BIN)/python -m pipelines.convert --dataset $(DATASET) --out $(OUT) \
 	  $(if $(SOURCE),--source $(SOURCE)) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
+
+# Benchmarks against the read floor and the peers (~6 minutes on 2 cores): out/bench/bench.{json,md}.
+bench: setup
+	$(BIN)/python -m pipelines.bench --out $(OUT)/bench $(ARGS)
 
 # Training demo on generated samples (CPU, ~30 minutes in all on 2 cores): data, stage 1, ablation.
 DEMO      ?= out/train

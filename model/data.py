@@ -42,10 +42,9 @@ from schemas.tokenizer import Codebook, default_codebook, poses_of_row, row_toke
 ROW_GROUP_CACHE = 32  # at least; raised to pool_row_groups x members
 POOL_ROW_GROUPS = 8
 BLOCK_SAMPLES = 256
-LOADER_COLUMNS = [  # what a sample needs; the rest of the record stays on disk
-    "sample_id", "episode_id", "frame_index", "view", "image", "width", "height", "K", "instruction",
-    "objects", "ego", "waypoints", "state", "action", "tokens",
-]
+LIGHT_COLUMNS = ["sample_id", "view", "image", "width", "height", "K", "instruction", "state", "action", "tokens"]
+POSE_COLUMNS = ["objects", "ego", "waypoints"]
+LOADER_COLUMNS = ["episode_id", "frame_index", *LIGHT_COLUMNS, *POSE_COLUMNS]  # the rest stays on disk
 
 
 REDUCED_DECODE = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
@@ -208,7 +207,13 @@ class MixtureDataset(IterableDataset):
 
     def _sample(self, member: int, group: _RowGroup, key: tuple[str, int]) -> dict:
         """Only the frame's view rows (and the following action values) leave Arrow."""
-        views = _rows(group.table, group.rows_of[key])
+        # Pose columns (nested, the costly ones to turn into Python) only where they are used: the
+        # first view's ground truth, and every view when tokens must be recomputed for another codebook.
+        rows_of_frame = group.rows_of[key]
+        views = _rows(group.table.select(LIGHT_COLUMNS), rows_of_frame)
+        posed = rows_of_frame if not group.same_codebook else rows_of_frame[:1]
+        for r, poses in zip(views, _rows(group.table.select(POSE_COLUMNS), posed), strict=False):
+            r.update(poses)
         images, Ks, tokens = [], [], []
         for r in views:
             image = decode_image(r["image"]["bytes"], r["width"], r["height"], self.image_size)
@@ -269,8 +274,8 @@ def _rows(table: pa.Table, rows: list[int]) -> list[dict]:
     later frames, lie close together), then only the wanted ones (``take`` costs ~0.2 ms a call)."""
     if not rows:
         return []
-    span = table.slice(rows[0], rows[-1] - rows[0] + 1).to_pylist()
-    return [span[i - rows[0]] for i in rows]
+    span = table.slice(rows[0], rows[-1] - rows[0] + 1).to_pydict()
+    return [{name: values[i - rows[0]] for name, values in span.items()} for i in rows]
 
 
 def collate(samples: list[dict], view: int = 0) -> dict:

@@ -43,6 +43,7 @@ import numpy as np
 VIEWS = ("exterior_1_left", "exterior_2_left", "wrist_left")
 IMAGE_KEYS = ["exterior_image_1_left", "exterior_image_2_left", "wrist_image_left"]
 MIXTURE = "demo_action"  # the catalog mixture holding DROID alone
+LOADER_BATCH = 32
 TARGETS = {
     "conversion_vs_floor": ("conversion time / read-floor time (1 worker)", "<=", 1.5),
     "two_worker_speedup": ("2-worker / 1-worker conversion throughput", ">=", 1.7),
@@ -195,7 +196,7 @@ def _timed_samples(batches) -> tuple[float, int]:
 
 
 def part_loader(mixture: str, workers: int, samples: int, repeats: int) -> dict:
-    """Samples/s of MixtureDataset through a DataLoader (batches of 8, full-size images)."""
+    """Samples/s of MixtureDataset through a DataLoader (batches of 32, full-size images)."""
     from torch.utils.data import DataLoader
 
     from model.data import MixtureDataset, collate
@@ -204,7 +205,7 @@ def part_loader(mixture: str, workers: int, samples: int, repeats: int) -> dict:
     for r in range(repeats):
         per_worker = samples // max(workers, 1)
         dataset = MixtureDataset(mixture, split="train", seed=r, num_samples=per_worker)
-        loader = DataLoader(dataset, batch_size=8, num_workers=workers, collate_fn=collate)
+        loader = DataLoader(dataset, batch_size=LOADER_BATCH, num_workers=workers, collate_fn=collate)
         seconds, count = _timed_samples(iter(loader))
         rates.append(count / seconds)
     return {"samples_per_s": summary(rates)}
