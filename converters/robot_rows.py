@@ -183,22 +183,21 @@ def _tokens(
         block_rows.append(np.repeat(rows, ids.shape[1] + 1))
     body = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
     body_row = np.concatenate(block_rows) if block_rows else np.zeros(0, dtype=np.int64)
+    empty = np.flatnonzero(np.bincount(body_row, minlength=n_rows) == 0)
+    body = np.concatenate([body, np.full(len(empty), book.special_id("no_object"))])
+    body_row = np.concatenate([body_row, empty])
     order = np.argsort(body_row, kind="stable")  # per row: groups in order, items in order
     body, body_row = body[order], body_row[order]
-    empty = np.bincount(body_row, minlength=n_rows) == 0
-    body = np.concatenate([body, np.full(empty.sum(), book.special_id("no_object"))])
-    body_row = np.concatenate([body_row, np.flatnonzero(empty)])
-    order = np.argsort(body_row, kind="stable")
-    body, body_row = body[order], body_row[order]
     counts = np.bincount(body_row, minlength=n_rows)
-    # Each row's body goes between its head and tail: place the three parts by computed offsets.
+    # Row r's sequence starts at starts[r]: head, its counts[r] body tokens, tail.
     lengths = counts + len(head) + len(tail)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    starts = np.cumsum(lengths) - lengths
     flat = np.empty(lengths.sum(), dtype=np.int32)
     for i, token in enumerate(head):
         flat[starts + i] = token
     body_start = starts + len(head)
-    flat[body_start[body_row] + (np.arange(len(body)) - np.concatenate([[0], np.cumsum(counts)[:-1]])[body_row])] = body
+    rank_in_row = np.arange(len(body)) - (np.cumsum(counts) - counts)[body_row]
+    flat[body_start[body_row] + rank_in_row] = body
     for i, token in enumerate(tail):
         flat[body_start + counts + i] = token
     return list_of(pa.array(flat), lengths)
