@@ -376,23 +376,10 @@ def run(args: argparse.Namespace) -> dict:
         result = step(f"read floor, TF threads {threads or 'default'}", "read_floor", source=str(big), repeats=R,
                       tf_threads=threads)
         floor.update({k: v for k, v in result.items() if isinstance(v, dict)})
-    conv1 = step(
-        "convert, 1 worker",
-        "convert",
-        source=str(big),
-        warm_source=str(base),
-        out=str(out / "data1"),
-        workers=1,
-        repeats=R,
-    )
-    conv2 = step(
-        "convert, 2 workers",
-        "convert",
-        source=str(big),
-        warm_source=str(base),
-        out=str(out / "data"),
-        workers=2,
-        repeats=R,
+    conv1, conv2 = (
+        step(f"convert, {w} worker(s)", "convert", source=str(big), warm_source=str(base), out=str(out / folder),
+             workers=w, repeats=R)
+        for w, folder in ((1, "data1"), (2, "data"))
     )
     rss_runs = {}
     for label, source in (("1x", base), (f"{args.scale}x", big)):

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from converters.droid import CALIBRATION_FILES
 from pipelines.samples.rlds import chunks, write_rlds, write_rlds_records
 from pipelines.synthetic_world import Episode, make_episode, render
 from schemas.geometry import euler_xyz_to_matrix, make_transform, transform_to_pose6
@@ -38,14 +39,6 @@ SERIAL_KEYS = {
 }
 PATH_PREFIX = "gs://xembodiment_data/r2d2/r2d2-data-full/"
 LAB = "SYNLAB"
-_CALIBRATION_NAMES = (
-    "cam2base_extrinsics.json",
-    "cam2base_extrinsic_superset.json",
-    "intrinsics.json",
-    "camera_serials.json",
-    "episode_id_to_path.json",
-    "keep_ranges_1_0_1.json",
-)
 JPEG_QUALITY = 95
 
 
@@ -322,9 +315,9 @@ def replicate_droid_sample(source: str | Path, out: str | Path, times: int) -> P
     shard_files = sorted(src_dir.glob("droid-train.tfrecord-*"))
     if not shard_files:
         raise FileNotFoundError(f"{src_dir}: no droid-train.tfrecord-* shards to replicate")
-    calibration = {name: json.loads((source / "calibration" / name).read_text()) for name in _CALIBRATION_NAMES}
+    calibration = {name: json.loads((source / "calibration" / name).read_text()) for name in CALIBRATION_FILES}
     id_of_path = {rel: eid for eid, rel in calibration["episode_id_to_path.json"].items()}
-    renamed: dict[str, dict] = {name: {} for name in _CALIBRATION_NAMES}
+    renamed: dict[str, dict] = {name: {} for name in CALIBRATION_FILES}
 
     def copy_record(raw: bytes, k: int) -> bytes:
         example = tf.train.Example.FromString(raw)
