@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -114,6 +115,7 @@ def train(
     stop_after: int | None = None,
     codebook: Codebook | None = None,
     progress: bool = True,
+    label_sigma: float | None = None,
 ) -> Path:
     """Train (or resume) and return the checkpoint path. ``stop_after`` ends early, as a crash would."""
     out.mkdir(parents=True, exist_ok=True)
@@ -122,6 +124,8 @@ def train(
     ckpt = out / CHECKPOINT
     resume = load_checkpoint(ckpt) if ckpt.is_file() else None
     cfg = config_from(resume) if resume else PRESETS[preset]
+    if label_sigma is not None and resume is None:
+        cfg = replace(cfg, label_sigma=label_sigma)
     if book.vocab_size != cfg.vocab_size:
         raise ValueError(f"codebook vocabulary {book.vocab_size} != model vocabulary {cfg.vocab_size}")
     torch.manual_seed(seed)
@@ -204,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--codebook", type=Path, help="codebook JSON (default posetok-v1)")
+    parser.add_argument("--label-sigma", type=float,
+                        help="width in bins of the soft targets over neighbouring bins (default: the preset's)")
     args = parser.parse_args(argv)
     ckpt = train(
         args.stage,
@@ -218,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seed,
         args.save_every,
         codebook=Codebook.load(args.codebook) if args.codebook else None,
+        label_sigma=args.label_sigma,
     )
     print(f"checkpoint {ckpt}\nmetrics {args.out / 'metrics.jsonl'}\nloss curve {args.out / 'loss_curve.png'}")
     return 0
