@@ -48,7 +48,7 @@ convert: setup
 	$(BIN)/python -m pipelines.convert --dataset $(DATASET) --out $(OUT) \
 	  $(if $(SOURCE),--source $(SOURCE)) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
 
-# Benchmarks against the read floor and the peers (~6 minutes on 2 cores): out/bench/bench.{json,md}.
+# Benchmarks against the read floor and the peers (~4 minutes on 2 cores): out/bench/bench.{json,md}.
 bench: setup
 	$(BIN)/python -m pipelines.bench --out $(OUT)/bench $(ARGS)
 
