@@ -52,10 +52,11 @@ convert: setup
 bench: setup
 	$(BIN)/python -m pipelines.bench --out $(OUT)/bench $(ARGS)
 
-# Training demo on generated samples (CPU, ~30 minutes in all on 2 cores): data, stage 1, ablation.
+# Training demo on generated samples (CPU, ~25 minutes in all on 2 cores): data, stage 1, ablation
+# (the README's Training tables).
 DEMO      ?= out/train
 DEMO_DATA := "omni3d_sunrgbd 120 3" "bop_ycbv 120 3" "objectron 120 3" "droid 24 100" "lerobot_demo 8 80" "egodex 6 45"
-POSE_STEPS ?= 2400
+POSE_STEPS ?= 3000
 
 demo-data: setup
 	@for spec in $(DEMO_DATA); do set -- $$spec; \
@@ -69,10 +70,11 @@ demo-data: setup
 train-demo: demo-data
 	$(BIN)/python -m model.train --stage pose --mixture $(DEMO)/mixtures/demo_pose.json --out $(DEMO)/runs/pose \
 	  --steps $(POSE_STEPS)
-	$(BIN)/python -m model.evaluate --ckpt $(DEMO)/runs/pose/last.pt --mixture $(DEMO)/mixtures/demo_pose.json
+	$(BIN)/python -m model.evaluate --ckpt $(DEMO)/runs/pose/last.pt --mixture $(DEMO)/mixtures/demo_pose.json \
+	  --samples 96
 	$(BIN)/python -m model.ablation --pose-ckpt $(DEMO)/runs/pose/last.pt --out $(DEMO)/runs/ablation \
 	  --pose-mixture $(DEMO)/mixtures/demo_pose.json --trajectory-mixture $(DEMO)/mixtures/demo_trajectory.json \
-	  --action-mixture $(DEMO)/mixtures/demo_action.json
+	  --action-mixture $(DEMO)/mixtures/demo_action.json --trajectory-steps 200 --action-steps 150 --seeds 0 1 2 3
 
 lint: setup
 	$(BIN)/ruff check schemas converters pipelines model tests

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--action-mixture", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--pose-ckpt", type=Path, help="reuse a trained stage-1 checkpoint")
-    parser.add_argument("--pose-steps", type=int, default=1000)
+    parser.add_argument("--pose-steps", type=int, default=3000)
     parser.add_argument("--trajectory-steps", type=int, default=400)
     parser.add_argument("--action-steps", type=int, default=300)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])

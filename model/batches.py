@@ -13,11 +13,12 @@ from schemas.tokenizer import Codebook
 
 
 def encode_text(instructions: list[list[str]], max_len: int) -> torch.Tensor:
-    """UTF-8 bytes of each sample's first instruction, padded with ``BYTE_VOCAB - 1``."""
-    out = torch.full((len(instructions), max_len), BYTE_VOCAB - 1, dtype=torch.long)
-    for i, texts in enumerate(instructions):
-        data = (texts[0] if texts else "").encode()[:max_len]
-        out[i, : len(data)] = torch.tensor(list(data), dtype=torch.long)
+    """UTF-8 bytes of each sample's first instruction, padded with ``BYTE_VOCAB - 1`` to the longest
+    in the batch (at least 1, at most ``max_len``): a batch without instructions costs one token."""
+    data = [(texts[0] if texts else "").encode()[:max_len] for texts in instructions]
+    out = torch.full((len(data), max(1, *(len(d) for d in data))), BYTE_VOCAB - 1, dtype=torch.long)
+    for i, d in enumerate(data):
+        out[i, : len(d)] = torch.tensor(list(d), dtype=torch.long)
     return out
 
 
@@ -27,6 +28,16 @@ def family_table(book: Codebook) -> torch.Tensor:
     for index, fam in enumerate(book.families):
         start = book.offsets[fam.name]
         table[start : start + fam.n_bins] = index
+    return table
+
+
+def bin_positions(book: Codebook) -> torch.Tensor:
+    """``(vocab,)`` position of every token's bin inside its family, ``(bin + 0.5) / n_bins`` in
+    (0, 1) (0 for special tokens): bins are ordered, so neighbouring positions are neighbouring values."""
+    table = torch.zeros(book.vocab_size)
+    for fam in book.families:
+        start = book.offsets[fam.name]
+        table[start : start + fam.n_bins] = (torch.arange(fam.n_bins) + 0.5) / fam.n_bins
     return table
 
 

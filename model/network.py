@@ -1,14 +1,17 @@
 """A Pose-VLA-style model in miniature (paper.md 1.1-1.3).
 
-* Image encoder: a small ViT trained from scratch (``PatchViT``), or any ``nn.Module`` that maps
-  ``(B, 3, H, W)`` float images to ``(B, N, dim)`` patch features (e.g. a local Hugging Face
-  checkpoint wrapped by the caller; nothing is ever downloaded).
+* Image encoder: a small ViT trained from scratch (``PatchViT``: convolutional stem, 2-D Fourier
+  position codes, transformer blocks, final LayerNorm), or any ``nn.Module`` that maps
+  ``(B, 3, H, W)`` float images to ``(B, N, dim)`` features on the same ``N = (W/patch)(H/patch)``
+  patch grid (e.g. a local Hugging Face checkpoint wrapped by the caller; nothing is ever
+  downloaded). The grid's position codes are added again to the encoder output.
 * Geometry priors added to the patch features, as Pose-VLA does: the ray map ``K^-1 [u, v, 1]``
   (3 channels) and, when present, metric depth + valid mask (2 channels), each through its own
   patch MLP (PixelUnshuffle then MLP), each dropped with probability 0.5 per sample in training.
 * Instruction: UTF-8 bytes embedded and appended to the prefix.
 * A transformer over ``[prefix ; pose tokens]`` with a prefix-LM mask (prefix bidirectional,
-  tokens causal) predicts the next pose token (stages ``pose`` and ``trajectory``).
+  tokens causal) predicts the next pose token (stages ``pose`` and ``trajectory``). Token embedding
+  and output head are tied and, in training from scratch, start ordinal (:meth:`PoseVLA.init_ordinal_tokens`).
 * A flow-matching action expert (stage ``action``): ``x_t = t eps + (1 - t) a``, ``t ~ Beta(1.5, 1)``,
   regresses the velocity ``u = eps - a`` from the noisy chunk, ``t`` and the pooled context; actions
   are sampled by Euler integration from ``t = 1`` (noise) to ``t = 0``.
@@ -30,6 +33,7 @@ class ModelConfig:
     vocab_size: int = 7567  # pose-token vocabulary (posetok-v1)
     image_size: tuple[int, int] = (96, 72)  # W, H fed to the encoder
     patch: int = 12
+    conv_stem: bool = True  # strided 3x3 convolutions down to the patch grid instead of one linear patch embedding
     dim: int = 128
     heads: int = 4
     encoder_layers: int = 3
@@ -42,6 +46,7 @@ class ModelConfig:
     prior_dropout: float = 0.5
     dropout: float = 0.0
     label_sigma: float = 1.5  # soft targets: Gaussian over neighbouring bins of the right family
+    ordinal_tokens: bool = True  # tied token embedding / output head, bins initialised by their position
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,9 +55,28 @@ class ModelConfig:
 PRESETS = {
     "tiny": ModelConfig(),
     "small": ModelConfig(
-        image_size=(160, 120), patch=16, dim=256, heads=8, encoder_layers=6, decoder_layers=6, expert_layers=4
+        image_size=(192, 144), patch=16, dim=256, heads=8, encoder_layers=6, decoder_layers=6, expert_layers=4
     ),
 }
+
+
+def fourier_features(position: torch.Tensor, dim: int) -> torch.Tensor:
+    """``(..., dim)`` cos / sin of ``position`` (in [0, 1]) at ``dim // 2`` frequencies spaced
+    geometrically from 0.5 to 64 periods over [0, 1], scaled to unit norm. Shared by the image
+    patch positions and the pose-token bins, so "where in the image" and "which bin" start in the
+    same code."""
+    cycles = torch.logspace(-1, 6, dim // 2, base=2.0)
+    phase = 2 * torch.pi * position[..., None] * cycles
+    return torch.cat([phase.cos(), phase.sin()], dim=-1) / (dim // 2) ** 0.5
+
+
+def grid_positions(columns: int, rows: int, dim: int) -> torch.Tensor:
+    """``(rows * columns, dim)`` 2-D position codes of a patch grid (row-major): Fourier features of
+    the patch centre's u / W in the first half of the channels, of v / H in the second."""
+    u = (torch.arange(columns) + 0.5) / columns
+    v = (torch.arange(rows) + 0.5) / rows
+    grid_v, grid_u = torch.meshgrid(v, u, indexing="ij")
+    return torch.cat([fourier_features(grid_u.flatten(), dim // 2), fourier_features(grid_v.flatten(), dim // 2)], 1)
 
 
 def _blocks(cfg: ModelConfig, layers: int) -> nn.TransformerEncoder:
@@ -62,19 +86,54 @@ def _blocks(cfg: ModelConfig, layers: int) -> nn.TransformerEncoder:
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
+def patch_strides(patch: int) -> list[int]:
+    """The patch size as a product of strides 2 and 3 (12 -> [2, 2, 3], 16 -> [2, 2, 2, 2])."""
+    strides, rest = [], patch
+    for factor in (2, 3):
+        while rest % factor == 0:
+            strides.append(factor)
+            rest //= factor
+    if rest != 1 or not strides:
+        raise ValueError(f"patch size {patch} is not a product of 2s and 3s (needed by the convolutional stem)")
+    return sorted(strides)
+
+
+class ConvStem(nn.Module):
+    """Early convolutions (Xiao et al. 2021, "Early convolutions help transformers see better"):
+    one strided 3x3 conv + GroupNorm + GELU per stride of :func:`patch_strides`, channels doubling
+    up to ``dim``, then a 1x1 projection. Maps ``(B, 3, H, W)`` to the same ``(H/patch, W/patch)``
+    grid as a linear patch embedding, with a much better prior for localisation on small data."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        strides = patch_strides(cfg.patch)
+        layers, channels = [], 3
+        for i, stride in enumerate(strides):
+            out = max(cfg.dim >> (len(strides) - 1 - i), 16)
+            layers += [nn.Conv2d(channels, out, 3, stride, padding=1 if stride == 2 else 0),
+                       nn.GroupNorm(min(8, out), out), nn.GELU()]
+            channels = out
+        self.layers = nn.Sequential(*layers, nn.Conv2d(channels, cfg.dim, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layers(images)
+
+
 class PatchViT(nn.Module):
-    """ViT trained from scratch: conv patch embedding + learned positions + transformer blocks."""
+    """ViT trained from scratch: patch embedding (conv stem or one linear patch projection) + learned
+    positions + transformer blocks."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         w, h = cfg.image_size
-        self.embed = nn.Conv2d(3, cfg.dim, cfg.patch, cfg.patch)
-        self.pos = nn.Parameter(torch.randn(1, (w // cfg.patch) * (h // cfg.patch), cfg.dim) * 0.02)
+        self.embed = ConvStem(cfg) if cfg.conv_stem else nn.Conv2d(3, cfg.dim, cfg.patch, cfg.patch)
+        self.pos = nn.Parameter(grid_positions(w // cfg.patch, h // cfg.patch, cfg.dim)[None])  # learned from here
         self.blocks = _blocks(cfg, cfg.encoder_layers)
+        self.norm = nn.LayerNorm(cfg.dim)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.embed(images).flatten(2).transpose(1, 2)
-        return self.blocks(x + self.pos)
+        return self.norm(self.blocks(x + self.pos))
 
 
 class PatchPrior(nn.Module):
@@ -109,6 +168,8 @@ class PoseVLA(nn.Module):
         self.encoder = backbone if backbone is not None else PatchViT(cfg)
         self.ray_prior = PatchPrior(3, cfg)
         self.depth_prior = PatchPrior(2, cfg)
+        w, h = cfg.image_size  # patch positions again on the encoder's output (DETR-style), 4x: LayerNorm'd scale
+        self.patch_pos = nn.Parameter(4 * grid_positions(w // cfg.patch, h // cfg.patch, cfg.dim)[None])
         self.text = nn.Embedding(BYTE_VOCAB, cfg.dim)
         self.text_pos = nn.Parameter(torch.randn(1, cfg.max_text, cfg.dim) * 0.02)
         self.tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
@@ -116,11 +177,28 @@ class PoseVLA(nn.Module):
         self.decoder = _blocks(cfg, cfg.decoder_layers)
         self.norm = nn.LayerNorm(cfg.dim)
         self.head = nn.Linear(cfg.dim, cfg.vocab_size)
+        if cfg.ordinal_tokens:
+            self.head.weight = self.tokens.weight
         self.action_in = nn.Linear(cfg.action_dim, cfg.dim)
         self.time = nn.Sequential(nn.Linear(1, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, cfg.dim))
         self.action_pos = nn.Parameter(torch.randn(1, cfg.chunk, cfg.dim) * 0.02)
         self.expert = _blocks(cfg, cfg.expert_layers)
         self.action_out = nn.Linear(cfg.dim, cfg.action_dim)
+
+    @torch.no_grad()
+    def init_ordinal_tokens(self, family: torch.Tensor, position: torch.Tensor) -> None:
+        """Initialise the (tied) token embeddings so that neighbouring bins start close: a bin's row
+        is half a random unit code of its family plus unit-norm Fourier features of its position in
+        the family (``family`` ``(vocab,)`` index, -1 for special tokens, which get a random unit code
+        each; ``position`` in (0, 1)). A logit ``h . w_bin`` is then a smooth function of the bin's
+        value, so the gradient of a target bin also raises its neighbours: the ordinal prior that a
+        pretrained VLM's ``<loc>`` embeddings bring, which a model trained from scratch otherwise
+        learns bin by bin. Draws from the global torch RNG."""
+        special = family < 0
+        codes = F.normalize(torch.randn(int(family.max()) + 1, self.cfg.dim), dim=1)
+        weight = 0.5 * codes[family.clamp(min=0)] + fourier_features(position, self.cfg.dim)
+        weight[special] = F.normalize(torch.randn(int(special.sum()), self.cfg.dim), dim=1)
+        self.tokens.weight.copy_(weight)
 
     # ---------------------------------------------------------------------------------- prefix
     def encode_prefix(
@@ -130,7 +208,7 @@ class PoseVLA(nn.Module):
         and optional metric depth ``(B, H, W)`` [m] (0 = no reading)."""
         x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
         b, _, h, w = x.shape
-        feats = self.encoder(x)
+        feats = self.encoder(x) + self.patch_pos
         keep_ray = keep_depth = torch.ones(b, 1, 1, device=x.device)
         if self.training:
             keep_ray = (torch.rand(b, 1, 1, device=x.device) >= self.cfg.prior_dropout).float()

@@ -1,7 +1,7 @@
 """Train the model on a mixture: stage ``pose`` (object pose tokens), ``trajectory`` (end-effector /
 hand waypoint tokens) or ``action`` (flow-matching action chunks).
 
-    python -m model.train --stage pose --mixture out/mixtures/demo_pose.json --steps 2000 --out runs/pose
+    python -m model.train --stage pose --mixture out/mixtures/demo_pose.json --steps 3000 --out runs/pose
     python -m model.train --stage action --mixture ... --init runs/trajectory/last.pt --out runs/action
 
 AdamW with linear warmup and cosine decay, gradient clipping at 1.0, bf16 autocast on CUDA when
@@ -24,13 +24,16 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from model.batches import ActionNormalizer, family_table, model_inputs
+from model.batches import ActionNormalizer, bin_positions, family_table, model_inputs
 from model.data import MixtureDataset, collate
 from model.network import PRESETS, ModelConfig, PoseVLA, soft_token_loss
 from schemas.mixture import load_mixture
 from schemas.tokenizer import Codebook, default_codebook
 
 STAGES = ("pose", "trajectory", "action")
+# Peak learning rate per stage (``--lr`` overrides): stage 1 from scratch needs the larger one to
+# leave its plateau within a few thousand steps (README, Training); later stages start from weights.
+STAGE_LR = {"pose": 1e-3, "trajectory": 3e-4, "action": 3e-4}
 CHECKPOINT = "last.pt"
 
 
@@ -108,7 +111,7 @@ def train(
     preset: str = "tiny",
     init: Path | None = None,
     batch_size: int = 16,
-    lr: float = 3e-4,
+    lr: float | None = None,
     warmup: int = 100,
     seed: int = 0,
     save_every: int = 200,
@@ -119,6 +122,7 @@ def train(
 ) -> Path:
     """Train (or resume) and return the checkpoint path. ``stop_after`` ends early, as a crash would."""
     out.mkdir(parents=True, exist_ok=True)
+    lr = STAGE_LR[stage] if lr is None else lr
     record = load_mixture(mixture)
     book = codebook or default_codebook()
     ckpt = out / CHECKPOINT
@@ -130,7 +134,11 @@ def train(
         raise ValueError(f"codebook vocabulary {book.vocab_size} != model vocabulary {cfg.vocab_size}")
     torch.manual_seed(seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = PoseVLA(cfg).to(device)
+    families = family_table(book)
+    model = PoseVLA(cfg)
+    if cfg.ordinal_tokens:
+        model.init_ordinal_tokens(families, bin_positions(book))
+    model = model.to(device)
     if init is not None and resume is None:
         model.load_state_dict(load_checkpoint(init)["model"])
     optim = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
@@ -147,7 +155,6 @@ def train(
     batches = iter(DataLoader(dataset, batch_size=batch_size, num_workers=1, collate_fn=collate))
     if resume:  # after the iterator: creating it draws a worker seed from the global RNG
         torch.set_rng_state(resume["torch_rng"])
-    families = family_table(book)
     normalizer = ActionNormalizer.from_mixture(record)
     log = out / "metrics.jsonl"
     if log.is_file():  # drop rows logged after the checkpoint: those steps run again
@@ -199,11 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", required=True, choices=STAGES)
     parser.add_argument("--mixture", required=True, help="mixture manifest path, or a name in out/mixtures/")
     parser.add_argument("--out", type=Path, required=True, help="run folder (re-use it to resume)")
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--init", type=Path, help="start from this checkpoint's weights (e.g. the previous stage)")
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, help=f"peak learning rate (default per stage: {STAGE_LR})")
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=200)

@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from model.batches import family_table
-from model.evaluate import evaluate
-from model.network import PRESETS, PoseVLA, ray_maps, soft_token_loss
+from model.batches import bin_positions, encode_text, family_table
+from model.evaluate import evaluate, expected_bin
+from model.network import PRESETS, ConvStem, PoseVLA, patch_strides, ray_maps, soft_token_loss
 from model.train import load_checkpoint, train
 from schemas.geometry import intrinsics_matrix
 from schemas.priors import ray_map
 from schemas.tokenizer import default_codebook
 from tests.test_mixture import data  # noqa: F401  (module fixture: converted samples + mixtures)
+
+FIT_STEPS = 300
 
 
 def losses(run) -> list[float]:
@@ -63,6 +65,17 @@ def test_evaluate_reports_metric_errors(data, tmp_path):  # noqa: F811
     assert np.isfinite(evaluate(action, mixtures["demo_action"], samples=4, batch_size=4)["action_mse"])
 
 
+def test_stage1_fits_its_training_scenes(data, tmp_path):  # noqa: F811
+    """The short run with a looser bound (the held-out goal is ``test_learning.py``, slow): a few
+    hundred steps on the small fixture must decode its training images' nearest-object translation
+    far better than the constant predictor. Fails when learning or decoding breaks (e.g. the
+    whole-range expected value that decoded memorised poses 80 cm off)."""
+    _, mixtures = data
+    ckpt = train("pose", mixtures["demo_pose"], tmp_path / "fit", steps=FIT_STEPS, batch_size=8, progress=False)
+    result = evaluate(ckpt, mixtures["demo_pose"], split="train", samples=32, batch_size=16)
+    assert result["first_pose_translation_error_cm"] < 0.5 * result["constant_baseline_cm"], result
+
+
 def test_ray_map_matches_schemas_priors():
     K = intrinsics_matrix(80.0, 82.0, 47.5, 35.5)
     ours = ray_maps(torch.tensor(K[None]), 96, 72)[0].permute(1, 2, 0).numpy()
@@ -82,6 +95,52 @@ def test_soft_loss_prefers_near_misses():
     exact = torch.full((1, 1, book.vocab_size), -10.0)
     exact[0, 0, book.special_id("sep")] = 10.0
     assert soft_token_loss(exact, special, mask, families, 1.5) < 1e-3
+
+
+def test_mean_decoding_ignores_stray_tail_mass():
+    """95 % of the mass on depth bins 1000 +- 2, 5 % spread over all bins: the tail must not move the
+    estimate (the whole-range mean would land ~0.5 m deeper)."""
+    book = default_codebook()
+    fam = book.family("tz")
+    probs = torch.full((1, fam.n_bins), 0.05 / fam.n_bins, dtype=torch.float64)
+    probs[0, 998:1003] += torch.tensor([0.1, 0.2, 0.3, 0.25, 0.1])
+    choose = expected_bin(book, ["tz"], reach=6)
+    assert abs(int(choose(0, probs)) - 1000) <= 1
+    assert int(expected_bin(book, ["tz"], reach=0)(0, probs)) == 1000  # no window: the mode
+    assert int(expected_bin(book, [None], reach=6)(0, probs)) == 1000  # sep slot: the mode
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_maps_images_to_its_patch_grid(preset):
+    cfg = PRESETS[preset]
+    (w, h), patch = cfg.image_size, cfg.patch
+    assert np.prod(patch_strides(patch)) == patch
+    assert ConvStem(cfg)(torch.zeros(2, 3, h, w)).shape == (2, cfg.dim, h // patch, w // patch)
+    K = torch.tensor(intrinsics_matrix(80, 80, w / 2 - 0.5, h / 2 - 0.5), dtype=torch.float32).expand(2, 3, 3)
+    images, text = torch.zeros(2, h, w, 3, dtype=torch.uint8), torch.zeros(2, 1, dtype=torch.long)
+    prefix = PoseVLA(cfg).encode_prefix(images, K, text)
+    assert prefix.shape == (2, (w // patch) * (h // patch) + 1, cfg.dim)
+    with pytest.raises(ValueError, match="patch size 14"):
+        patch_strides(14)
+
+
+def test_ordinal_tokens_start_close_to_their_neighbours():
+    book = default_codebook()
+    model = PoseVLA(PRESETS["tiny"])
+    model.init_ordinal_tokens(family_table(book), bin_positions(book))
+    assert model.head.weight is model.tokens.weight  # tied: predicting a bin = pointing at its embedding
+    w = model.tokens.weight.detach()
+    loc, tz = book.offsets["loc"], book.offsets["tz"]
+    near, far, other_family = w[loc + 500] @ w[loc + 502], w[loc + 500] @ w[loc + 900], w[loc + 500] @ w[tz + 500]
+    assert near > 2 * far and near > 2 * other_family
+    specials = w[: len(book.special)]
+    assert (specials @ specials.T - torch.eye(len(book.special))).abs().max() < 0.6  # each its own code
+
+
+def test_text_is_padded_to_the_longest_instruction_only():
+    assert encode_text([[], []], 48).shape == (2, 1)
+    assert encode_text([["ab"], []], 48).tolist() == [[97, 98], [256, 256]]
+    assert encode_text([["x" * 60]], 48).shape == (1, 48)
 
 
 def test_any_backbone_can_be_plugged_in():
