@@ -120,14 +120,14 @@ class ConvStem(nn.Module):
 
 
 class PatchViT(nn.Module):
-    """ViT trained from scratch: patch embedding (conv stem or one linear patch projection) + learned
-    positions + transformer blocks."""
+    """ViT trained from scratch: patch embedding (conv stem or one linear patch projection) + position
+    codes (initialised as :func:`grid_positions`, then learned) + transformer blocks + LayerNorm."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         w, h = cfg.image_size
         self.embed = ConvStem(cfg) if cfg.conv_stem else nn.Conv2d(3, cfg.dim, cfg.patch, cfg.patch)
-        self.pos = nn.Parameter(grid_positions(w // cfg.patch, h // cfg.patch, cfg.dim)[None])  # learned from here
+        self.pos = nn.Parameter(grid_positions(w // cfg.patch, h // cfg.patch, cfg.dim)[None])
         self.blocks = _blocks(cfg, cfg.encoder_layers)
         self.norm = nn.LayerNorm(cfg.dim)
 
@@ -168,7 +168,9 @@ class PoseVLA(nn.Module):
         self.encoder = backbone if backbone is not None else PatchViT(cfg)
         self.ray_prior = PatchPrior(3, cfg)
         self.depth_prior = PatchPrior(2, cfg)
-        w, h = cfg.image_size  # patch positions again on the encoder's output (DETR-style), 4x: LayerNorm'd scale
+        # the grid's position codes again on the encoder output (DETR-style); x4 to count next to the
+        # encoder's LayerNorm'd features (unit variance per channel, norm ~ sqrt(dim))
+        w, h = cfg.image_size
         self.patch_pos = nn.Parameter(4 * grid_positions(w // cfg.patch, h // cfg.patch, cfg.dim)[None])
         self.text = nn.Embedding(BYTE_VOCAB, cfg.dim)
         self.text_pos = nn.Parameter(torch.randn(1, cfg.max_text, cfg.dim) * 0.02)
