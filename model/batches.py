@@ -22,23 +22,17 @@ def encode_text(instructions: list[list[str]], max_len: int) -> torch.Tensor:
     return out
 
 
-def family_table(book: Codebook) -> torch.Tensor:
-    """``(vocab,)`` family index of every token id (-1 for special tokens)."""
-    table = torch.full((book.vocab_size,), -1, dtype=torch.long)
+def token_bins(book: Codebook) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per token id ``(vocab,)``: the family index (-1 for special tokens), and the bin's position
+    inside its family, ``(bin + 0.5) / n_bins`` in (0, 1) (0 for special tokens). Bins are ordered,
+    so neighbouring positions are neighbouring values."""
+    family = torch.full((book.vocab_size,), -1, dtype=torch.long)
+    position = torch.zeros(book.vocab_size)
     for index, fam in enumerate(book.families):
         start = book.offsets[fam.name]
-        table[start : start + fam.n_bins] = index
-    return table
-
-
-def bin_positions(book: Codebook) -> torch.Tensor:
-    """``(vocab,)`` position of every token's bin inside its family, ``(bin + 0.5) / n_bins`` in
-    (0, 1) (0 for special tokens): bins are ordered, so neighbouring positions are neighbouring values."""
-    table = torch.zeros(book.vocab_size)
-    for fam in book.families:
-        start = book.offsets[fam.name]
-        table[start : start + fam.n_bins] = (torch.arange(fam.n_bins) + 0.5) / fam.n_bins
-    return table
+        family[start : start + fam.n_bins] = index
+        position[start : start + fam.n_bins] = (torch.arange(fam.n_bins) + 0.5) / fam.n_bins
+    return family, position
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from model.batches import ActionNormalizer, bin_positions, family_table, model_inputs
+from model.batches import ActionNormalizer, model_inputs, token_bins
 from model.data import MixtureDataset, collate
 from model.network import PRESETS, ModelConfig, PoseVLA, soft_token_loss
 from schemas.mixture import load_mixture
@@ -134,10 +134,10 @@ def train(
         raise ValueError(f"codebook vocabulary {book.vocab_size} != model vocabulary {cfg.vocab_size}")
     torch.manual_seed(seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    families = family_table(book)
+    families, positions = token_bins(book)
     model = PoseVLA(cfg)
     if cfg.ordinal_tokens:
-        model.init_ordinal_tokens(families, bin_positions(book))
+        model.init_ordinal_tokens(families, positions)
     model = model.to(device)
     if init is not None and resume is None:
         model.load_state_dict(load_checkpoint(init)["model"])

@@ -117,7 +117,7 @@ class ShardWriter:
             table = table.cast(target)
         if self._writer is None:
             self.final.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self.tmp, hf_schema(), **parquet_options())
+            self._writer = pq.ParquetWriter(self.tmp, target, **parquet_options())
         self._writer.write_table(table, row_group_size=row_group_rows(table))
         self._rows += table.num_rows
         self._episodes.update(table.column("episode_id").unique().to_pylist())

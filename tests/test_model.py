@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.batches import bin_positions, encode_text, family_table
+from model.batches import encode_text, token_bins
 from model.evaluate import evaluate, expected_bin
 from model.network import PRESETS, ConvStem, PoseVLA, patch_strides, ray_maps, soft_token_loss
 from model.train import load_checkpoint, train
@@ -84,7 +84,7 @@ def test_ray_map_matches_schemas_priors():
 
 def test_soft_loss_prefers_near_misses():
     book = default_codebook()
-    families = family_table(book)
+    families, _ = token_bins(book)
     target = torch.tensor([[book.offsets["tz"] + 500]])
     near, far = torch.full((1, 1, book.vocab_size), -10.0), torch.full((1, 1, book.vocab_size), -10.0)
     near[0, 0, book.offsets["tz"] + 501] = 10.0
@@ -127,7 +127,7 @@ def test_every_preset_maps_images_to_its_patch_grid(preset):
 def test_ordinal_tokens_start_close_to_their_neighbours():
     book = default_codebook()
     model = PoseVLA(PRESETS["tiny"])
-    model.init_ordinal_tokens(family_table(book), bin_positions(book))
+    model.init_ordinal_tokens(*token_bins(book))
     assert model.head.weight is model.tokens.weight  # tied: predicting a bin = pointing at its embedding
     w = model.tokens.weight.detach()
     loc, tz = book.offsets["loc"], book.offsets["tz"]
