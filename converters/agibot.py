@@ -72,10 +72,12 @@ from converters.base import (
     source_record,
 )
 from converters.egodex import decode_frames
-from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows, waypoint_offsets
+from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import AgibotOptions
 from schemas.geometry import intrinsics_matrix, make_transform, quat_to_matrix
 from schemas.tokenizer import Codebook
+from schemas.waypoints import waypoint_offsets
 
 VERSION = "0.1.0"
 CAMERAS = {"head": "head", "hand_left": "left_wrist", "hand_right": "right_wrist"}  # AgiBot name -> view
@@ -169,7 +171,7 @@ class AgibotConverter:
     name = "agibot"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: AgibotOptions):
         self.entry, self.source, self.options = entry, source, options
         self.episodes = sorted(
             (int(e.parent.name), int(e.name))
@@ -178,12 +180,12 @@ class AgibotConverter:
         )
         if not self.episodes:
             raise FileNotFoundError(f"{source}: no AgiBot World episodes (expected observations/<task>/<episode>/)")
-        self.fps = float(entry.fps or 30.0)
-        self.quality = int(options.get("jpeg_quality", 95))
-        self.tip_offset = float(options.get("tip_offset_m", 0.23))
-        self.gripper_range = (float(options.get("gripper_open", 35.0)), float(options.get("gripper_closed", 120.0)))
-        self.depth_max = float(options.get("depth_max_m", 4.0))
-        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+        self.fps = options.fps
+        self.quality = options.jpeg_quality
+        self.tip_offset = options.tip_offset_m
+        self.gripper_range = (options.gripper_open, options.gripper_closed)
+        self.depth_max = options.depth_max_m
+        self.offsets = waypoint_offsets(self.fps, options.waypoint_horizon.count, options.waypoint_horizon.spacing_s)
 
     def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
         """One unit per episode folder."""

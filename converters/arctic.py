@@ -47,10 +47,11 @@ from converters.base import (
 from converters.hand_tracks import HandTrack, hands_in_camera
 from converters.mano import mano_hands, require_mano_dir
 from converters.object_rows import ImageInput, ObjectInstance, image_rows
-from converters.robot_rows import waypoint_offsets
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import ArcticOptions
 from schemas.geometry import axis_angle_to_matrix, invert_transform, make_transform, mm_to_m
 from schemas.tokenizer import Codebook
+from schemas.waypoints import waypoint_offsets
 
 VERSION = "0.1.0"
 SIDES = ("left", "right")
@@ -80,15 +81,15 @@ class ArcticConverter:
     name = "arctic"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: ArcticOptions):
         self.entry, self.source, self.options = entry, source, options
         self.sequences = sorted(source.glob("raw_seqs/*/*.mano.npy"))
         if not self.sequences:
             raise FileNotFoundError(f"{source}: no ARCTIC raw sequences (raw_seqs/<sid>/<seq>.mano.npy)")
-        self.mano = mano_hands(require_mano_dir(options, entry.name), flat_hand_mean=False, tips="smplx")
-        self.views = [int(v) for v in options.get("views", range(9))]
-        self.fps = float(entry.fps or 30.0)
-        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+        self.mano = mano_hands(require_mano_dir(options.mano_dir, entry.name), flat_hand_mean=False, tips="smplx")
+        self.views = options.views
+        self.fps = options.fps
+        self.offsets = waypoint_offsets(self.fps, options.waypoint_horizon.count, options.waypoint_horizon.spacing_s)
 
     def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
         seqs = self.sequences[:limit_episodes] if limit_episodes is not None else self.sequences

@@ -22,32 +22,8 @@ import numpy as np
 import pyarrow as pa
 
 from schemas.catalog import DatasetEntry
+from schemas.registry import CONVERTERS, resolve_options
 from schemas.tokenizer import Codebook
-
-# catalog `converter` name -> "module:Class"
-REGISTRY = {
-    "droid": "converters.droid:DroidConverter",
-    "libero": "converters.libero:LiberoConverter",
-    "robotwin": "converters.robotwin:RobotwinConverter",
-    "lerobot": "converters.lerobot:LerobotConverter",
-    "oxe_rlds": "converters.oxe_rlds:OxeRldsConverter",
-    "omni3d": "converters.omni3d:Omni3dConverter",
-    "bop": "converters.bop:BopConverter",
-    "objectron": "converters.objectron:ObjectronConverter",
-    "ho3d": "converters.ho3d:Ho3dConverter",
-    "dexycb": "converters.dexycb:DexycbConverter",
-    "egodex": "converters.egodex:EgodexConverter",
-    "hot3d_clips": "converters.hot3d_clips:Hot3dClipsConverter",
-    "h2o": "converters.h2o:H2oConverter",
-    "arctic": "converters.arctic:ArcticConverter",
-    "fpha": "converters.fpha:FphaConverter",
-    "taco": "converters.taco:TacoConverter",
-    "hoi4d": "converters.hoi4d:Hoi4dConverter",
-    "oakink2": "converters.oakink2:Oakink2Converter",
-    "agibot": "converters.agibot:AgibotConverter",
-    "omni6d": "converters.omni6d:Omni6dConverter",
-    "graspclutter6d": "converters.graspclutter6d:GraspClutter6dConverter",
-}
 
 
 @dataclass(frozen=True)
@@ -91,6 +67,9 @@ class UnitStats:
 
 
 class Converter(Protocol):
+    """Built as ``Class(entry, source, options)``; ``options`` is the instance of the converter's
+    model in schemas/converter_options.py."""
+
     name: str
     version: str
 
@@ -106,16 +85,16 @@ class Converter(Protocol):
 
 
 def load_converter(entry: DatasetEntry, source: Path, options: dict | None = None) -> Converter:
-    """Instantiate the converter a catalog entry names, with catalog options overridden by ``options``."""
-    try:
-        target = REGISTRY[entry.converter]
-    except KeyError:
+    """Instantiate the converter a catalog entry names (schemas/registry.py), with its typed options:
+    the catalog's, overridden by ``options`` (``--set``); ValueError for a key or value its model refuses."""
+    if entry.converter not in CONVERTERS:
         raise ValueError(
             f"dataset {entry.name!r}: converter {entry.converter!r} is not implemented yet "
-            f"(catalog.yaml converter_status: {entry.converter_status}); available: {', '.join(sorted(REGISTRY))}"
-        ) from None
-    module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)(entry, _path(source), {**entry.options, **(options or {})})
+            f"(catalog.yaml converter_status: {entry.converter_status}); available: {', '.join(sorted(CONVERTERS))}"
+        )
+    typed = resolve_options(entry, options)
+    module, cls = CONVERTERS[entry.converter].target.split(":")
+    return getattr(importlib.import_module(module), cls)(entry, _path(source), typed)
 
 
 def _path(location) -> Path:

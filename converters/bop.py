@@ -57,6 +57,7 @@ from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_j
 from converters.hot3d_clips import rectify
 from converters.object_rows import ImageInput, ObjectInstance, image_rows
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import BopOptions
 from schemas.geometry import invert_transform, make_transform, mm_to_m
 from schemas.tokenizer import Codebook
 
@@ -117,17 +118,17 @@ class BopConverter:
     name = "bop"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: BopOptions):
         self.entry, self.source, self.options = entry, source, options
         infos = sorted(source.glob("**/models*/models_info.json"))
         if not infos:
             raise FileNotFoundError(f"{source}: no BOP dataset (expected <dataset>/models/models_info.json)")
         self.root = infos[0].parent.parent
         self.models = json.loads(infos[0].read_text())
-        self.names = {int(k): v for k, v in (options.get("object_names") or {}).items()}
-        self.focal_scale = float(options.get("focal_scale", 1.0))
-        self.quality = int(options.get("jpeg_quality", 95))
-        wanted = options.get("streams")
+        self.names = options.object_names
+        self.focal_scale = options.focal_scale
+        self.quality = options.jpeg_quality
+        wanted = options.streams
         scenes = sorted({p.parent for p in self.root.glob("*/*/scene_gt*.json")})
         self.units = [(s, st) for s in scenes for st in scene_streams(s) if wanted is None or st in wanted]
         if not self.units:

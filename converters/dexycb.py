@@ -30,11 +30,12 @@ import yaml
 
 from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size, source_record
 from converters.object_rows import HandInstance, ImageInput, ObjectInstance, image_rows
-from converters.robot_rows import waypoint_offsets
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import DexycbOptions
 from schemas.geometry import axis_angle_to_matrix, intrinsics_matrix, make_transform
 from schemas.record import find_problems
 from schemas.tokenizer import Codebook
+from schemas.waypoints import future_poses, waypoint_offsets
 
 VERSION = "0.2.0"
 YCB_CLASSES = [
@@ -77,13 +78,13 @@ class DexycbConverter:
     name = "dexycb"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: DexycbOptions):
         self.entry, self.source, self.options = entry, source, options
         self.sequences = sorted(p.parent for p in source.glob("*/*/meta.yml"))
         if not self.sequences:
             raise FileNotFoundError(f"{source}: no DexYCB sequences (expected <subject>/<seq>/meta.yml)")
-        self.fps = float(options.get("fps", entry.fps or 30.0))
-        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+        self.fps = options.fps
+        self.offsets = waypoint_offsets(self.fps, options.waypoint_horizon.count, options.waypoint_horizon.spacing_s)
         self._boxes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
@@ -200,7 +201,7 @@ class DexycbConverter:
             objects.append(ObjectInstance(name, str(ycb_id), T_origin @ make_transform(np.eye(3), centre), size))
         hands = []
         if frame in wrists:
-            future = [(k, k / self.fps, wrists[frame + k]) for k in self.offsets if frame + k in wrists]
+            future = future_poses(wrists, frame, self.offsets, self.fps)
             hands.append(HandInstance(f"{side}_hand", wrists[frame], lab["joint_3d"][0].astype(np.float64), future))
         return ImageInput(
             self.entry.name,

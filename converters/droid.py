@@ -53,10 +53,12 @@ import numpy as np
 
 from converters.base import EpisodeRows, InvalidInput, Rejected, UnitStats, WorkUnit, jpeg_size
 from converters.rlds import RldsSource
-from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows, waypoint_offsets
+from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import DroidOptions
 from schemas.geometry import compose, intrinsics_matrix, invert_transform, pose6_to_transform, resize_intrinsics
 from schemas.tokenizer import Codebook
+from schemas.waypoints import waypoint_offsets
 
 VERSION = "0.1.0"
 # RLDS image key -> (canonical view, metadata extrinsics key, camera_serials.json key)
@@ -179,19 +181,17 @@ class DroidConverter:
     version = VERSION
     reads_urls = True  # reads its source through path objects, a URL's included (converters/rlds.py)
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: DroidOptions):
         self.entry = entry
         self.source = source
         self.options = options
         self.rlds = RldsSource(source)
         self.tfds_dir = self.rlds.tfds_dir
-        calib = options.get("calibration_dir")
+        calib = options.calibration_dir
         self.calibration = Calibration(Path(calib) if calib else source / "calibration")
-        self.sensor_wh = tuple(options.get("calibration_wh", (1280, 720)))
-        self.use_keep_ranges = bool(options.get("use_keep_ranges", False))
-        self.offsets = waypoint_offsets(
-            entry.fps or 15.0, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s
-        )
+        self.sensor_wh = options.calibration_wh
+        self.use_keep_ranges = options.use_keep_ranges
+        self.offsets = waypoint_offsets(options.fps, options.waypoint_horizon.count, options.waypoint_horizon.spacing_s)
 
     # ----------------------------------------------------------------------------- planning
     def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
@@ -209,7 +209,7 @@ class DroidConverter:
 
     def dataset_metadata(self) -> dict:
         return {
-            "fps": self.entry.fps or 15.0,
+            "fps": self.options.fps,
             "embodiment": self.entry.embodiment,
             "state_names": STATE_NAMES,
             "state_units": "m, rad (Euler xyz), gripper 0 open..1 closed, joints rad",
@@ -292,7 +292,7 @@ class DroidConverter:
                 dataset=self.entry.name,
                 split="train",
                 episode_id=eid,
-                fps=self.entry.fps or 15.0,
+                fps=self.options.fps,
                 arms=[ArmTrack("arm", T_base_ee, gripper)],
                 views=views,
                 instructions=[

@@ -33,11 +33,12 @@ import numpy as np
 
 from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, require, source_record
 from converters.object_rows import HandInstance, ImageInput, image_rows
-from converters.robot_rows import waypoint_offsets
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import EgodexOptions
 from schemas.geometry import OPENGL_TO_OPENCV, invert_transform, make_transform
 from schemas.hand_joints import HAND_JOINTS
 from schemas.tokenizer import Codebook
+from schemas.waypoints import future_poses, waypoint_offsets
 
 VERSION = "0.2.0"
 EGODEX_FINGERS = {
@@ -83,15 +84,15 @@ class EgodexConverter:
     name = "egodex"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: EgodexOptions):
         self.entry, self.source, self.options = entry, source, options
         self.files = sorted(source.glob("**/*.hdf5"))
         if not self.files:
             raise FileNotFoundError(f"{source}: no EgoDex clips (<part>/<task>/<idx>.hdf5 + .mp4)")
-        self.fps = float(entry.fps or 30.0)
-        self.quality = int(options.get("jpeg_quality", 95))
-        self.min_conf = float(options.get("min_confidence", 0.5))
-        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+        self.fps = options.fps
+        self.quality = options.jpeg_quality
+        self.min_conf = options.min_confidence
+        self.offsets = waypoint_offsets(self.fps, options.waypoint_horizon.count, options.waypoint_horizon.spacing_s)
 
     def _episode_id(self, path: Path) -> str:
         return path.relative_to(self.source).with_suffix("").as_posix()
@@ -154,7 +155,7 @@ class EgodexConverter:
                 T_cam = to_cv @ T_cam_world[t]
                 wrist = T_cam @ joints[t, 0]
                 keypoints = (T_cam @ joints[t])[:, :3, 3]
-                future = [(k, k / self.fps, T_cam @ joints[t + k, 0]) for k in self.offsets if t + k < n]
+                future = future_poses(joints[:n, 0], t, self.offsets, self.fps, T_cam)
                 ego.append(HandInstance(f"{side}_hand", wrist, keypoints, future))
             h, w = frames[t].shape[:2]
             images.append(

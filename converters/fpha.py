@@ -26,6 +26,7 @@ from converters.base import EpisodeRows, InvalidInput, Rejected, UnitStats, Work
 from converters.hand_tracks import HandTrack, hands_in_camera
 from converters.object_rows import ImageInput, image_rows
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import FphaOptions
 from schemas.geometry import mm_to_m, transform_points
 from schemas.tokenizer import Codebook
 
@@ -37,14 +38,14 @@ class FphaConverter:
     name = "fpha"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: FphaOptions):
         self.entry, self.source, self.options = entry, source, options
         self.skeletons = sorted(source.glob("Hand_pose_annotation_v1/*/*/*/skeleton.txt"))
         if not self.skeletons:
             raise FileNotFoundError(f"{source}: no FPHA skeletons (Hand_pose_annotation_v1/<subject>/<action>/<k>/)")
-        self.cam_extr = np.asarray(options["cam_extr"], dtype=np.float64).reshape(4, 4)
-        self.K = np.asarray(options["cam_intr"], dtype=np.float64).reshape(3, 3)
-        self.fps = float(entry.fps or 30.0)
+        self.cam_extr = np.asarray(options.cam_extr, dtype=np.float64)
+        self.K = np.asarray(options.cam_intr, dtype=np.float64)
+        self.fps = options.fps
 
     def _episode(self, path: Path) -> str:
         return path.parent.relative_to(self.source / "Hand_pose_annotation_v1").as_posix()

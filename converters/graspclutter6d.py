@@ -38,6 +38,7 @@ import numpy as np
 from converters.base import WorkUnit, source_record
 from converters.bop import BopConverter
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import GraspClutter6dOptions
 from schemas.geometry import make_transform, mm_to_m
 
 VERSION = "0.1.0"
@@ -66,9 +67,8 @@ def ply_model_info(path: Path) -> dict:
     }
 
 
-def object_names(source: Path, options: dict) -> dict[int, str]:
-    """obj_id -> name from the catalog option, else the dataset CSV (lowercase, ``_`` -> space)."""
-    names = {int(k): v for k, v in (options.get("object_names") or {}).items()}
+def object_names(source: Path, names: dict[int, str]) -> dict[int, str]:
+    """obj_id -> name: ``names`` (the catalog option), else the dataset CSV (lowercase, ``_`` -> space)."""
     table = source / "graspclutter6d_object_id.csv"
     if names or not table.is_file():
         return names
@@ -80,7 +80,7 @@ class GraspClutter6dConverter(BopConverter):
     name = "graspclutter6d"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: GraspClutter6dOptions):
         self.entry, self.source, self.options = entry, source, options
         self.root = source
         if not (source / "scenes").is_dir():
@@ -94,10 +94,10 @@ class GraspClutter6dConverter(BopConverter):
         infos = sorted(source.glob("models*/models_info.json"))
         self.models = json.loads(infos[0].read_text()) if infos else {}
         self._ply_infos: dict[int, dict | None] = {}
-        self.names = object_names(source, options)
+        self.names = object_names(source, options.object_names)
         self.focal_scale = 1.0
-        self.quality = int(options.get("jpeg_quality", 95))
-        cameras = options.get("cameras") or CAMERAS
+        self.quality = options.jpeg_quality
+        cameras = options.cameras or CAMERAS
         self.units = [
             (source / "scenes" / f"{scene:06d}", camera) for scene in sorted(self.split_of_scene) for camera in cameras
         ]

@@ -29,10 +29,11 @@ import numpy as np
 from converters.base import EpisodeRows, InvalidInput, Rejected, UnitStats, WorkUnit, image_size, source_record
 from converters.hand_tracks import HandTrack, hands_in_camera
 from converters.object_rows import ImageInput, ObjectInstance, image_rows
-from converters.robot_rows import waypoint_offsets
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import H2oOptions
 from schemas.geometry import intrinsics_matrix, invert_transform, make_transform, transform_points
 from schemas.tokenizer import Codebook
+from schemas.waypoints import waypoint_offsets
 
 VERSION = "0.1.0"
 OBJECTS = ("background", "book", "espresso", "lotion", "spray", "milk", "cocoa", "chips", "cappuccino")
@@ -75,14 +76,14 @@ class H2oConverter:
     name = "h2o"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: H2oOptions):
         self.entry, self.source, self.options = entry, source, options
         self.sequences = sorted({p.parent.parent for p in source.glob("subject*/*/*/cam*/hand_pose")})
         if not self.sequences:
             raise FileNotFoundError(f"{source}: no H2O sequences (subject*/<scene>/<seq>/cam*/hand_pose/)")
-        self.cams = options.get("cams")  # None = every cam folder present
-        self.fps = float(entry.fps or 30.0)
-        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+        self.cams = options.cams  # None = every cam folder present
+        self.fps = options.fps
+        self.offsets = waypoint_offsets(self.fps, options.waypoint_horizon.count, options.waypoint_horizon.spacing_s)
 
     def _episode(self, seq: Path) -> str:
         return seq.relative_to(self.source).as_posix()

@@ -3,8 +3,8 @@
 Hand3D sources annotate hands in a world frame (ARCTIC, TACO, OakInk2) or in a camera that moves with the
 head (H2O cam4, HOI4D, FPHA). A :class:`HandTrack` holds one hand's wrist poses and 21 joints per frame in
 ONE reference frame (metres); :func:`hands_in_camera` expresses frame ``i``'s hand and its future wrists
-(VIPA-VLA's waypoints, ``k`` frames later) in frame ``i``'s camera, ``T_cam_ref[i]``, so waypoints stay
-right when the camera moves.
+(VIPA-VLA's waypoints, ``k`` frames later, :func:`schemas.waypoints.future_poses`) in frame ``i``'s camera,
+``T_cam_ref[i]``, so waypoints stay right when the camera moves.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 from converters.object_rows import HandInstance
 from schemas.geometry import make_transform, transform_points
 from schemas.hand_joints import wrist_frame
+from schemas.waypoints import future_poses
 
 
 @dataclass
@@ -51,12 +52,7 @@ def hands_in_camera(
     for track in tracks:
         if track.wrists[i] is None:
             continue
-        n = len(track.wrists)
-        future = [
-            (k, k / fps, T_cam_ref @ track.wrists[i + k])
-            for k in offsets
-            if i + k < n and track.wrists[i + k] is not None
-        ]
         joints = transform_points(T_cam_ref, track.joints[i])
+        future = future_poses(track.wrists, i, offsets, fps, T_cam_ref)
         hands.append(HandInstance(track.name, T_cam_ref @ track.wrists[i], joints, future))
     return hands

@@ -60,11 +60,12 @@ from converters.base import (
     source_record,
 )
 from converters.object_rows import HandInstance, ImageInput, ObjectInstance, image_rows
-from converters.robot_rows import waypoint_offsets
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import Ho3dOptions
 from schemas.geometry import OPENGL_TO_OPENCV, axis_angle_to_matrix, make_transform
 from schemas.hand_joints import from_mano_order
 from schemas.tokenizer import Codebook
+from schemas.waypoints import future_poses, waypoint_offsets
 
 VERSION = "0.2.0"
 DEPTH_UNIT_M = 0.00012498664727900177
@@ -112,13 +113,13 @@ class Ho3dConverter:
     name = "ho3d"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: Ho3dOptions):
         self.entry, self.source, self.options = entry, source, options
         self.sequences = sorted(p.parent for p in source.glob("*/*/meta"))
         if not self.sequences:
             raise FileNotFoundError(f"{source}: no HO-3D sequences (expected <split>/<SEQ>/meta/*.pkl)")
-        self.fps = float(options.get("fps", entry.fps or 30.0))
-        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+        self.fps = options.fps
+        self.offsets = waypoint_offsets(self.fps, options.waypoint_horizon.count, options.waypoint_horizon.spacing_s)
 
     def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
         seqs = self.sequences[:limit_episodes] if limit_episodes is not None else self.sequences
@@ -178,7 +179,7 @@ class Ho3dConverter:
         for index, (path, data, depth, width, height, K, hand, obj) in loaded.items():
             hands = []
             if hand is not None:
-                future = [(k, k / self.fps, wrists[index + k]) for k in self.offsets if index + k in wrists]
+                future = future_poses(wrists, index, self.offsets, self.fps)
                 hands.append(HandInstance("right_hand", hand[0], hand[1], future))
             try:  # refuses non-finite or non-rigid poses and bad intrinsics
                 image = ImageInput(

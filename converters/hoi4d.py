@@ -51,11 +51,12 @@ from converters.egodex import decode_frames
 from converters.hand_tracks import HandTrack, hands_in_camera
 from converters.mano import mano_hands, require_mano_dir
 from converters.object_rows import ImageInput, ObjectInstance, image_rows
-from converters.robot_rows import waypoint_offsets
 from converters.taco import to_numpy
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import Hoi4dOptions
 from schemas.geometry import invert_transform, make_transform
 from schemas.tokenizer import Codebook
+from schemas.waypoints import waypoint_offsets
 
 VERSION = "0.1.0"
 SIDES = ("left", "right")
@@ -97,17 +98,17 @@ class Hoi4dConverter:
     name = "hoi4d"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: Hoi4dOptions):
         self.entry, self.source, self.options = entry, source, options
         self.sequences = sorted(p.parent.parent for p in source.glob("ZY*/H*/C*/N*/S*/s*/T*/align_rgb/image.mp4"))
         if not self.sequences:
             raise FileNotFoundError(f"{source}: no HOI4D sequences (ZY*/H*/C*/N*/S*/s*/T*/align_rgb/image.mp4)")
         self.mano = mano_hands(
-            require_mano_dir(options, entry.name), flat_hand_mean=True, tips="manopth", center_root=False
+            require_mano_dir(options.mano_dir, entry.name), flat_hand_mean=True, tips="manopth", center_root=False
         )
-        self.fps = float(entry.fps or 15.0)
-        self.quality = int(options.get("jpeg_quality", 95))
-        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+        self.fps = options.fps
+        self.quality = options.jpeg_quality
+        self.offsets = waypoint_offsets(self.fps, options.waypoint_horizon.count, options.waypoint_horizon.spacing_s)
 
     def _episode(self, seq: Path) -> str:
         return seq.relative_to(self.source).as_posix()

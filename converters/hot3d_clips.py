@@ -45,8 +45,8 @@ import numpy as np
 from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, source_record
 from converters.mano import load_mano_roots
 from converters.object_rows import HandInstance, ImageInput, ObjectInstance, image_rows
-from converters.robot_rows import waypoint_offsets
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import Hot3dClipsOptions
 from schemas.geometry import (
     fisheye624_project,
     fisheye624_split,
@@ -58,6 +58,7 @@ from schemas.geometry import (
     quat_to_matrix,
 )
 from schemas.tokenizer import Codebook
+from schemas.waypoints import future_poses, waypoint_offsets
 
 VERSION = "0.2.0"
 SIDES = ("left", "right")
@@ -90,20 +91,20 @@ class Hot3dClipsConverter:
     name = "hot3d_clips"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: Hot3dClipsOptions):
         self.entry, self.source, self.options = entry, source, options
         self.clips = sorted(source.glob("**/clip-*.tar"))
         if not self.clips:
             raise FileNotFoundError(f"{source}: no HOT3D clips (<split>/clip-<id>.tar)")
-        info = source / options.get("models_info", "object_models_eval/models_info.json")
+        info = source / options.models_info
         self.models = json.loads(info.read_text()) if info.is_file() else {}
-        self.names = {str(k): v for k, v in (options.get("object_names") or {}).items()}
-        self.streams = list(options.get("streams", ["214-1"]))
-        self.focal_scale = float(options.get("focal_scale", 1.0))
-        self.quality = int(options.get("jpeg_quality", 95))
-        self.mano = load_mano_roots(options["mano_dir"]) if options.get("mano_dir") else None
-        self.fps = float(entry.fps or 30.0)
-        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+        self.names = {str(k): v for k, v in options.object_names.items()}
+        self.streams = options.streams
+        self.focal_scale = options.focal_scale
+        self.quality = options.jpeg_quality
+        self.mano = load_mano_roots(options.mano_dir) if options.mano_dir else None
+        self.fps = options.fps
+        self.offsets = waypoint_offsets(self.fps, options.waypoint_horizon.count, options.waypoint_horizon.spacing_s)
 
     def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
         clips = self.clips[:limit_episodes] if limit_episodes is not None else self.clips
@@ -215,11 +216,7 @@ class Hot3dClipsConverter:
             for side, track in wrists.items():
                 if track[i] is None:
                     continue
-                future = [
-                    (k, k / self.fps, T_cam_world @ track[i + k])
-                    for k in self.offsets
-                    if i + k < len(track) and track[i + k] is not None
-                ]
+                future = future_poses(track, i, self.offsets, self.fps, T_cam_world)
                 hands.append(HandInstance(f"{side}_hand", T_cam_world @ track[i], np.zeros((0, 3)), future))
             h, w = pinhole.shape[:2]
             rows.append(

@@ -65,11 +65,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, image_size, source_record
-from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows, waypoint_offsets
+from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import LerobotOptions
 from schemas.geometry import intrinsics_matrix
 from schemas.pose_layouts import pose_from_layout
 from schemas.tokenizer import Codebook
+from schemas.waypoints import waypoint_offsets
 
 VERSION = "0.2.0"
 TIMESTAMP_TOLERANCE_S = 1e-3
@@ -239,14 +241,14 @@ def _may_hold(column_chunk, value: int) -> bool:
     return stats.min <= value <= stats.max
 
 
-def arm_specs(options: dict) -> list[dict]:
+def arm_specs(options: LerobotOptions) -> list[dict]:
     """End-effectors named by the options: ``ee_pose`` is one ``{column, layout, name}`` (with the
     top-level ``gripper``) or a list of them, each with its own ``gripper`` (bimanual robots)."""
-    pose = options.get("ee_pose")
+    pose = options.ee_pose
     if not pose:
         return []
     if isinstance(pose, dict):
-        return [{**pose, "gripper": options.get("gripper")}]
+        return [{**pose, "gripper": options.gripper}]
     return list(pose)
 
 
@@ -268,7 +270,7 @@ class LerobotConverter:
     name = "lerobot"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: LerobotOptions):
         self.entry, self.options, self.source = entry, options, source
         self.folders = find_folders(source)
         stems = [unit_stem(f.prefix, 0) for f in self.folders]
@@ -276,11 +278,11 @@ class LerobotConverter:
         if clashes:
             names = [f.prefix for f, s in zip(self.folders, stems, strict=True) if s in clashes]
             raise ValueError(f"{source}: datasets {names} map to the same shard names; rename one folder")
-        self.quality = int(options.get("jpeg_quality", 95))
-        self.cameras = options.get("cameras") or self._cameras_from_features(self.folders[0])
+        self.quality = options.jpeg_quality
+        self.cameras = options.cameras or self._cameras_from_features(self.folders[0])
         self.arm_specs = arm_specs(options)
-        self.state_col = options.get("state_column", self._default(self.folders[0], "observation.state"))
-        self.action_col = options.get("action_column", self._default(self.folders[0], "action"))
+        self.state_col = options.state_column or self._default(self.folders[0], "observation.state")
+        self.action_col = options.action_column or self._default(self.folders[0], "action")
         for folder in self.folders:
             self._check_mapping(folder)
 
@@ -347,7 +349,7 @@ class LerobotConverter:
 
     def dataset_metadata(self) -> dict:
         features = self.folders[0].features
-        fps = sorted({float(f.info.get("fps") or self.entry.fps or 30.0) for f in self.folders})
+        fps = sorted({float(f.info.get("fps") or self.options.fps) for f in self.folders})
         return {
             "fps": fps[0] if len(fps) == 1 else fps,
             "embodiment": self.entry.embodiment,
@@ -419,13 +421,13 @@ class LerobotConverter:
 
     def _convert(self, folder: LerobotFolder, ep: dict, split: str, codebook: Codebook, stats: UnitStats):
         frames = folder.frames(ep)
-        fps = float(folder.info.get("fps") or self.entry.fps or 30.0)
+        fps = float(folder.info.get("fps") or self.options.fps)
         timestamps = frames.column("timestamp").to_numpy().astype(np.float64)
         if np.any(np.diff(timestamps) <= 0):
             raise ValueError(f"timestamps of episode {ep['episode_index']} are not increasing")
         arms = [self._arm(frames, spec) for spec in self.arm_specs]
         views, depth = [], []
-        layout = self.options.get("intrinsics_layout", "fx_fy_cx_cy")
+        layout = self.options.intrinsics_layout
         for view, cam in self.cameras.items():
             images = self._images(folder, ep, frames, cam["video"], timestamps)
             K = T_base_cam = None
@@ -451,7 +453,7 @@ class LerobotConverter:
         else:
             step_instructions = [list(ep.get("tasks", []))] * frames.num_rows
         episode_id = folder.episode_id(int(ep["episode_index"]))
-        offsets = waypoint_offsets(fps, self.entry.waypoint_horizon.count, self.entry.waypoint_horizon.spacing_s)
+        offsets = waypoint_offsets(fps, self.options.waypoint_horizon.count, self.options.waypoint_horizon.spacing_s)
         rows = episode_rows(
             EpisodeInput(
                 dataset=self.entry.name,

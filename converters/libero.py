@@ -57,8 +57,9 @@ import numpy as np
 
 from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, require, source_record
 from converters.mjcf import camera_fovy, fovy_intrinsics, named_poses, relative_pose, world_pose
-from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows, waypoint_offsets
+from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import LiberoOptions
 from schemas.geometry import (
     axis_angle_to_matrix,
     compose,
@@ -67,6 +68,7 @@ from schemas.geometry import (
     quat_to_matrix,
 )
 from schemas.tokenizer import Codebook
+from schemas.waypoints import waypoint_offsets
 
 VERSION = "0.1.0"
 AGENTVIEW, WRIST = "agentview", "wrist"
@@ -123,15 +125,15 @@ class LiberoConverter:
     name = "libero"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: LiberoOptions):
         self.entry, self.source, self.options = entry, source, options
         self.files = sorted(source.glob("**/*_demo.hdf5"))
         if not self.files:
             raise FileNotFoundError(f"{source}: no LIBERO files (expected <source>/<suite>/<TASK>_demo.hdf5)")
-        self.fps = entry.fps or 20.0
-        self.quality = int(options.get("jpeg_quality", 95))
-        self.max_width = float(options.get("gripper_max_width_m", 0.08))
-        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+        self.fps = options.fps
+        self.quality = options.jpeg_quality
+        self.max_width = options.gripper_max_width_m
+        self.offsets = waypoint_offsets(self.fps, options.waypoint_horizon.count, options.waypoint_horizon.spacing_s)
 
     def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
         """One unit per task file (``limit_episodes`` counts demos across files)."""
@@ -223,7 +225,7 @@ class LiberoConverter:
                 opengl_to_opencv_camera_pose(world_pose(poses, agent)),
                 camera_fovy(poses, agent),
             )
-        scene = self.options.get("agentview_by_problem", {}).get(problem_name)
+        scene = self.options.agentview_by_problem.get(problem_name)
         if scene is None:
             raise ValueError(f"demo has no model_file and the catalog has no agentview for problem {problem_name!r}")
         notes["cameras from robosuite's Panda and the catalog scene (no model_file)"] += 1
@@ -233,7 +235,7 @@ class LiberoConverter:
             opengl_to_opencv_camera_pose(PANDA_HAND_EYE_GL),
             PANDA_EYE_FOVY,
             opengl_to_opencv_camera_pose(T_world_agent_gl),
-            float(self.options.get("agentview_fovy", 45.0)),
+            self.options.agentview_fovy,
         )
 
     def _convert_demo(

@@ -55,10 +55,9 @@ class MissingManoModel(FileNotFoundError):
     """The licensed MANO model files are not where the ``mano_dir`` option points."""
 
 
-def require_mano_dir(options: dict, dataset: str) -> Path:
-    """The ``mano_dir`` option as a folder holding both MANO pickles, or :class:`MissingManoModel`
-    saying exactly what is missing and where to get it."""
-    folder = options.get("mano_dir")
+def require_mano_dir(folder: str | None, dataset: str) -> Path:
+    """``folder`` (the ``mano_dir`` option) as a folder holding both MANO pickles, or
+    :class:`MissingManoModel` saying exactly what is missing and where to get it."""
     missing = [name for name in MANO_FILES.values() if not folder or not (Path(folder) / name).is_file()]
     if missing:
         where = f"in {folder}" if folder else "(option mano_dir is not set)"

@@ -47,11 +47,12 @@ from converters.dexycb import mesh_box
 from converters.hand_tracks import HandTrack, hands_in_camera
 from converters.mano import mano_hands, require_mano_dir
 from converters.object_rows import ImageInput, ObjectInstance, image_rows
-from converters.robot_rows import waypoint_offsets
 from converters.taco import to_numpy
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import Oakink2Options
 from schemas.geometry import invert_transform, make_transform, quat_to_axis_angle
 from schemas.tokenizer import Codebook
+from schemas.waypoints import future_steps, waypoint_offsets
 
 VERSION = "0.1.0"
 SIDES = {"left": "lh", "right": "rh"}
@@ -62,18 +63,18 @@ class Oakink2Converter:
     name = "oakink2"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: Oakink2Options):
         self.entry, self.source, self.options = entry, source, options
-        self.annos = sorted((source / options.get("anno_dir", "anno_preview")).glob("*.pkl"))
+        self.annos = sorted((source / options.anno_dir).glob("*.pkl"))
         if not self.annos:
             raise FileNotFoundError(
-                f"{source}: no OakInk2 annotations ({options.get('anno_dir', 'anno_preview')}/*.pkl)"
+                f"{source}: no OakInk2 annotations ({options.anno_dir}/*.pkl)"
             )
         self.mano = mano_hands(
-            require_mano_dir(options, entry.name), flat_hand_mean=True, tips="manopth", center_root=True
+            require_mano_dir(options.mano_dir, entry.name), flat_hand_mean=True, tips="manopth", center_root=True
         )
-        self.cams = options.get("cams")  # None = the annotation's cam_selection
-        horizon = entry.waypoint_horizon
+        self.cams = options.cams  # None = the annotation's cam_selection
+        horizon = options.waypoint_horizon
         self.offsets = waypoint_offsets(FPS_MOCAP, horizon.count, horizon.spacing_s)
         self._boxes: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
 
@@ -100,7 +101,8 @@ class Oakink2Converter:
             mocap = list(anno["mocap_frame_id_list"])
             index = {fid: i for i, fid in enumerate(mocap)}
             frames = [fid for fid in anno["frame_id_list"] if fid in index]
-            needed = sorted({index[f] + k for f in frames for k in (0, *self.offsets) if index[f] + k < len(mocap)})
+            steps = np.array([index[f] for f in frames], dtype=np.int64)  # the rows and their waypoints' frames:
+            needed = sorted(set(future_steps(steps, (0, *self.offsets), np.ones(len(mocap), dtype=bool))[1].tolist()))
             tracks = [self._track(side, anno["raw_mano"], mocap, needed) for side in SIDES]
         except pickle.UnpicklingError as e:
             yield Rejected(str(path), "security", str(e))

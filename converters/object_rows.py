@@ -2,7 +2,8 @@
 
 Every object-pose converter (Omni3D, BOP, Objectron, ...) reduces its source to
 :class:`ImageInput` s holding camera-frame object poses ``T_cam_obj`` (OpenCV axes, metres) and
-sizes along the object's own x/y/z; :func:`image_rows` builds the schema-v1 rows and tokens.
+sizes along the object's own x/y/z; :func:`image_rows` hands them to the one table assembler,
+``schemas.columns.record_table``, which builds the schema-v1 rows and tokens.
 The 2D box defaults to the projected 3D box clipped to the image (what Pose-VLA encodes).
 """
 
@@ -15,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 
 from converters.base import check_intrinsics, check_transforms
+from schemas.columns import Items, record_table
 from schemas.geometry import matrix_to_quat, project_points
-from schemas.record import ego_item, object_item, sample_id, to_table, waypoint_item
-from schemas.tokenizer import Codebook, row_tokens
+from schemas.tokenizer import Codebook
 
 _CORNER_SIGNS = np.array([[(i >> 2) & 1, (i >> 1) & 1, i & 1] for i in range(8)]) * 2 - 1
 
@@ -97,72 +98,61 @@ def projected_bbox(
 
 
 def image_rows(images: list[ImageInput], codebook: Codebook, counter: Counter | None = None) -> pa.Table:
-    """Schema-v1 rows of images (depth references are filled in later by the engine)."""
-    rows = []
-    for im in images:
-        K = np.asarray(im.K, dtype=np.float64)
-        objects = []
-        for o in im.objects:
-            bbox = (
-                o.bbox_xyxy if o.bbox_xyxy is not None else projected_bbox(o.T_cam_obj, o.size, K, im.width, im.height)
-            )
-            objects.append(
-                object_item(
-                    o.category,
-                    o.instance_id,
-                    o.T_cam_obj[:3, 3],
-                    matrix_to_quat(o.T_cam_obj[:3, :3]),
-                    o.size,
-                    K,
-                    im.width,
-                    im.height,
-                    bbox_xyxy=bbox,
-                    visibility=o.visibility,
-                    truncation=o.truncation,
-                    symmetry=o.symmetry,
-                )
-            )
-        waypoints = [
-            waypoint_item(h.name, k, k_s, T[:3, 3], matrix_to_quat(T[:3, :3]), K, im.width, im.height)
-            for h in im.hands
-            for k, k_s, T in h.future
-        ]
-        ego = [
-            ego_item(
-                h.name,
-                h.T_cam_wrist[:3, 3],
-                matrix_to_quat(h.T_cam_wrist[:3, :3]),
-                K,
-                im.width,
-                im.height,
-                keypoints=h.joints,
-            )
-            for h in im.hands
-        ]
-        row = {
-            "sample_id": sample_id(im.dataset, im.episode_id, im.frame_index, im.view),
-            "dataset": im.dataset,
-            "split": im.split,
-            "kind": im.kind,
-            "episode_id": im.episode_id,
-            "frame_index": im.frame_index,
-            "timestamp_s": im.timestamp_s,
-            "view": im.view,
-            "image": {"bytes": im.image, "path": None},
-            "height": im.height,
-            "width": im.width,
-            "K": K.ravel().tolist(),
-            "T_ref_cam": None if im.T_ref_cam is None else np.asarray(im.T_ref_cam).ravel().tolist(),
-            "ref_frame": im.ref_frame,
-            "depth": None,
-            "instruction": im.instructions,
-            "objects": objects,
-            "ego": ego,
-            "waypoints": waypoints,
-            "state": None,
-            "action": None,
-            "embodiment": "human_hand" if im.hands else None,
-        }
-        row["tokens"] = row_tokens(codebook, row, counter)
-        rows.append(row)
-    return to_table(rows)
+    """Schema-v1 rows of images, one per input, through ``schemas.columns.record_table`` (depth
+    references are filled in later by the engine)."""
+    n = len(images)
+    Ks = [np.asarray(im.K, dtype=np.float64) for im in images]
+    objects = [(r, o) for r, im in enumerate(images) for o in im.objects]
+    hands = [(r, h) for r, im in enumerate(images) for h in im.hands]
+    futures = [(r, h, k, k_s, T) for r, h in hands for k, k_s, T in h.future]
+
+    def poses(rows: list[int], names: list[str], Ts: list[np.ndarray], **fields) -> Items:
+        Ts = np.asarray(Ts, dtype=np.float64).reshape(-1, 4, 4)
+        return Items(np.array(rows, dtype=np.int64), names, Ts[:, :3, 3], matrix_to_quat(Ts[:, :3, :3]), **fields)
+
+    def bbox(r: int, o: ObjectInstance) -> list[float] | None:
+        if o.bbox_xyxy is not None:
+            return o.bbox_xyxy
+        return projected_bbox(o.T_cam_obj, o.size, Ks[r], images[r].width, images[r].height)
+
+    boxes = [bbox(r, o) for r, o in objects]
+    T_ref = [np.zeros(16) if im.T_ref_cam is None else np.ravel(im.T_ref_cam).astype(np.float64) for im in images]
+    return record_table(
+        codebook,
+        counter,
+        dataset=[im.dataset for im in images],
+        split=[im.split for im in images],
+        kind=[im.kind for im in images],
+        episode_id=[im.episode_id for im in images],
+        frame_index=np.array([im.frame_index for im in images], dtype=np.int64),
+        timestamp_s=[im.timestamp_s for im in images],
+        view=[im.view for im in images],
+        image=[im.image for im in images],
+        width=np.array([im.width for im in images], dtype=np.int64),
+        height=np.array([im.height for im in images], dtype=np.int64),
+        K=np.array([K.ravel() for K in Ks]).reshape(n, 9),
+        has_K=np.ones(n, dtype=bool),
+        T_ref_cam=np.array(T_ref).reshape(n, 16),
+        has_T_ref_cam=np.array([im.T_ref_cam is not None for im in images], dtype=bool),
+        ref_frame=[im.ref_frame for im in images],
+        instruction=[im.instructions for im in images],
+        objects=poses(
+            [r for r, _ in objects], [o.category for _, o in objects], [o.T_cam_obj for _, o in objects],
+            size=np.array([o.size for _, o in objects], dtype=np.float64).reshape(-1, 3),
+            instance_id=[o.instance_id for _, o in objects],
+            bbox_xyxy=np.array([[np.nan] * 4 if b is None else b for b in boxes], dtype=np.float64).reshape(-1, 4),
+            visibility=np.array([o.visibility for _, o in objects], dtype=np.float64),
+            truncation=np.array([o.truncation for _, o in objects], dtype=np.float64),
+            symmetry=[o.symmetry for _, o in objects],
+        ),
+        ego=poses([r for r, _ in hands], [h.name for _, h in hands], [h.T_cam_wrist for _, h in hands],
+                  keypoints=[h.joints for _, h in hands]),
+        waypoints=poses(
+            [f[0] for f in futures], [f[1].name for f in futures], [f[4] for f in futures],
+            offset_steps=np.array([f[2] for f in futures], dtype=np.int64),
+            offset_s=np.array([f[3] for f in futures], dtype=np.float64),
+        ),
+        state=None,
+        action=None,
+        embodiment=["human_hand" if im.hands else None for im in images],
+    )

@@ -36,6 +36,7 @@ import numpy as np
 from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size, source_record
 from converters.object_rows import ImageInput, ObjectInstance, image_rows
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import ObjectronOptions
 from schemas.geometry import OPENGL_TO_OPENCV, make_transform
 from schemas.tokenizer import Codebook
 
@@ -119,12 +120,12 @@ class ObjectronConverter:
     name = "objectron"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: ObjectronOptions):
         self.entry, self.source, self.options = entry, source, options
-        self.files = sorted(p for p in source.glob(options.get("records_glob", "**/*-of-*")) if p.is_file())
+        self.files = sorted(p for p in source.glob(options.records_glob) if p.is_file())
         if not self.files:
             raise FileNotFoundError(f"{source}: no Objectron records (<class>_<split>-XXXXX-of-YYYYY)")
-        self.max_fit_px = float(options.get("max_fit_px", 1.0))
+        self.max_fit_px = options.max_fit_px
 
     def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
         """One unit per record file (``limit_episodes`` limits files)."""

@@ -46,20 +46,25 @@ import pyarrow as pa
 from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size, source_record
 from converters.object_rows import ImageInput, ObjectInstance, image_rows
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import Omni3dOptions
 from schemas.geometry import make_transform
 from schemas.tokenizer import Codebook
 
 VERSION = "0.2.0"
 IMAGES_PER_UNIT = 500
-# cubercnn/config/config.py:23-26 = get_filter_settings_from_cfg(None), cubercnn/data/datasets.py:55-65 (metres)
-FILTER_DEFAULTS = {
-    "truncation_thres": 0.99,
-    "visibility_thres": 0.01,
-    "min_height_thres": 0.0,
-    "max_height_thres": 1.5,
-    "max_depth": 1e8,
-    "ignore_names": (),
-}
+
+
+def filter_settings(options: Omni3dOptions) -> dict:
+    """Cube R-CNN's filter settings (``cubercnn/data/datasets.py:55-65`` keys; ``max_depth`` [m])
+    from the options, whose defaults are ``get_filter_settings_from_cfg(None)``."""
+    return {
+        "truncation_thres": options.truncation_thres,
+        "visibility_thres": options.visibility_thres,
+        "min_height_thres": options.min_height_thres,
+        "max_height_thres": options.max_height_thres,
+        "max_depth": options.max_depth_m,
+        "ignore_names": tuple(options.ignore_names),
+    }
 
 
 def training_box(ann: dict) -> list[float] | None:
@@ -105,7 +110,7 @@ def _official_reason(ann: dict, settings: dict, image_height: int) -> str | None
 
 def ignore_reason(ann: dict, settings: dict, image_height: int) -> str | None:
     """Why Omni3D's ignore rule (or a broken ``R_cam``) drops an annotation, or None to keep it.
-    ``settings``: :data:`FILTER_DEFAULTS` keys; ``image_height`` [px]."""
+    ``settings``: :func:`filter_settings`; ``image_height`` [px]."""
     try:
         reason = _official_reason(ann, settings, image_height)
         R = None if reason else np.asarray(ann["R_cam"], dtype=np.float64)
@@ -155,16 +160,14 @@ class Omni3dConverter:
     name = "omni3d"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: Omni3dOptions):
         self.entry, self.source, self.options = entry, source, options
-        pattern = options.get("json_glob", "Omni3D/*.json")
+        pattern = options.json_glob
         self.files = sorted(source.glob(pattern))
         if not self.files:
             raise FileNotFoundError(f"{source}: no Omni3D JSON matching {pattern!r}")
-        self.image_root = Path(options.get("image_root") or source)
-        self.filter = {key: options.get(key, value) for key, value in FILTER_DEFAULTS.items()}
-        self.filter["max_depth"] = float(options.get("max_depth_m", self.filter["max_depth"]))
-        self.filter["ignore_names"] = tuple(self.filter["ignore_names"])
+        self.image_root = Path(options.image_root or source)
+        self.filter = filter_settings(options)
         self._data: dict[Path, dict] = {}
         self._frames: dict[Path, dict[int, tuple[str, int]]] = {}
 

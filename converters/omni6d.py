@@ -46,6 +46,7 @@ import numpy as np
 from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, image_size, source_record
 from converters.object_rows import ImageInput, ObjectInstance, image_rows
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import Omni6dOptions
 from schemas.geometry import make_transform, quat_to_matrix
 from schemas.tokenizer import Codebook
 
@@ -150,11 +151,9 @@ class Omni6dConverter:
     name = "omni6d"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: Omni6dOptions):
         self.entry, self.source, self.options = entry, source, options
-        self.subset = str(options.get("subset", "ROPE"))
-        if self.subset not in SUBSETS:
-            raise ValueError(f"option subset must be one of {', '.join(SUBSETS)} (got {self.subset!r})")
+        self.subset = options.subset
         self.root = source / self.subset
         meta_path = source / "Meta" / SUBSETS[self.subset]
         if not meta_path.is_file():

@@ -46,8 +46,9 @@ import numpy as np
 from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, image_size
 from converters.mjcf import fovy_intrinsics
 from converters.rlds import RldsSource
-from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows, waypoint_offsets
+from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import OxeRldsOptions
 from schemas.geometry import (
     intrinsics_matrix,
     make_transform,
@@ -56,6 +57,7 @@ from schemas.geometry import (
 )
 from schemas.pose_layouts import pose_from_layout
 from schemas.tokenizer import Codebook
+from schemas.waypoints import waypoint_offsets
 
 VERSION = "0.1.0"
 IMAGE_FIXES = {
@@ -98,19 +100,13 @@ class OxeRldsConverter:
     version = VERSION
     reads_urls = True  # reads its source through path objects, a URL's included (converters/rlds.py)
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: OxeRldsOptions):
         self.entry, self.source, self.options = entry, source, options
-        for key in ("images", "state", "action"):
-            if key not in options:
-                raise ValueError(f"dataset {entry.name!r}: catalog options.{key} is required for oxe_rlds")
         self.rlds = RldsSource(source)
-        self.fps = entry.fps or 10.0
-        self.quality = int(options.get("jpeg_quality", 95))
-        fix = options.get("image_fix", "none")
-        if fix not in IMAGE_FIXES:
-            raise ValueError(f"dataset {entry.name!r}: image_fix {fix!r} must be one of {sorted(IMAGE_FIXES)}")
-        self.fix = IMAGE_FIXES[fix]
-        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+        self.fps = options.fps
+        self.quality = options.jpeg_quality
+        self.fix = IMAGE_FIXES[options.image_fix]
+        self.offsets = waypoint_offsets(self.fps, options.waypoint_horizon.count, options.waypoint_horizon.spacing_s)
 
     def plan(self, limit_episodes: int | None = None) -> list[WorkUnit]:
         return self.rlds.shard_units(limit_episodes)
@@ -124,23 +120,23 @@ class OxeRldsConverter:
         }
 
     def dataset_metadata(self) -> dict:
-        posed = [v for v, c in (self.options.get("cameras") or {}).items() if c]
+        posed = [v for v, c in self.options.cameras.items() if c]
         return {
             "fps": self.fps,
             "embodiment": self.entry.embodiment,
-            "state_source": self.options["state"]["key"],
-            "action_source": self.options["action"]["keys"],
+            "state_source": self.options.state["key"],
+            "action_source": self.options.action["keys"],
             "state_action_units": "raw source values (see the source's documentation)",
-            "views": list(self.options["images"]),
+            "views": list(self.options.images),
             "views_with_poses": posed or "none: the source has no calibration and the catalog gives no camera pose",
             "image_encoding": "source bytes"
             if self.fix is None
-            else f"JPEG quality {self.quality} after {self.options.get('image_fix')}",
+            else f"JPEG quality {self.quality} after {self.options.image_fix}",
             "waypoint_offsets_steps": self.offsets,
         }
 
     def convert_unit(self, unit: WorkUnit, codebook: Codebook, stats: UnitStats) -> Iterator[EpisodeRows | Rejected]:
-        for item in self.rlds.episodes(unit, list(self.options["images"].values())):
+        for item in self.rlds.episodes(unit, list(self.options.images.values())):
             if isinstance(item, Rejected):
                 yield item
                 continue
@@ -174,7 +170,7 @@ class OxeRldsConverter:
         return out, (bgr.shape[1], bgr.shape[0])
 
     def _gripper(self, steps: dict, state: np.ndarray) -> np.ndarray | None:
-        cfg = self.options["state"].get("gripper")
+        cfg = self.options.state.get("gripper")
         if not cfg:
             return None
         if "finger_qpos" in cfg:
@@ -186,7 +182,7 @@ class OxeRldsConverter:
 
     def _convert(self, index: int, episode: dict, codebook: Codebook, stats: UnitStats) -> EpisodeRows:
         steps = episode["steps"]
-        state_cfg = self.options["state"]
+        state_cfg = self.options.state
         state = np.asarray(self._lookup(steps, f"observation/{state_cfg['key']}"), dtype=np.float64)
         state = state.reshape(len(state), -1)
         arms = []
@@ -194,9 +190,9 @@ class OxeRldsConverter:
             ee = state_cfg["ee"]
             T_base_ee = ee_transform(state, ee["layout"], ee.get("start", 0), ee.get("rotation_offset"))
             arms.append(ArmTrack("arm", T_base_ee, self._gripper(steps, state)))
-        cameras = self.options.get("cameras") or {}
+        cameras = self.options.cameras
         views, notes = [], Counter()
-        for view, key in self.options["images"].items():
+        for view, key in self.options.images.items():
             images, (w, h) = self._images(list(self._lookup(steps, f"observation/{key}")), view)
             K, T_base_cam = camera_from_config(cameras[view], w, h) if cameras.get(view) else (None, None)
             track = None if T_base_cam is None or not arms else np.broadcast_to(T_base_cam, (len(state), 4, 4))
@@ -204,11 +200,11 @@ class OxeRldsConverter:
             notes[f"{view}: {'poses' if track is not None and K is not None else 'no poses (no calibration)'}"] += 1
         action_parts = []
         action_root = steps["action"] if isinstance(steps.get("action"), dict) else steps
-        for key in self.options["action"]["keys"]:
+        for key in self.options.action["keys"]:
             if key not in action_root:
                 raise KeyError(f"action key {key!r} not in the source")
             action_parts.append(np.asarray(action_root[key], dtype=np.float32).reshape(len(state), -1))
-        language = self._lookup(steps, self.options.get("language", "language_instruction"))
+        language = self._lookup(steps, self.options.language)
         instructions = [s.decode() for s in dict.fromkeys(np.asarray(language).tolist()) if s]
         meta = episode.get("episode_metadata", {})
         episode_id = (
@@ -230,7 +226,7 @@ class OxeRldsConverter:
                 state=state.astype(np.float32),
                 action=np.concatenate(action_parts, axis=1),
                 embodiment=self.entry.embodiment,
-                ref_frame=self.options.get("ref_frame", "robot_base"),
+                ref_frame=self.options.ref_frame,
             ),
             codebook,
             self.offsets,

@@ -54,8 +54,9 @@ import cv2
 import numpy as np
 
 from converters.base import EpisodeRows, Rejected, UnitStats, WorkUnit, encode_jpeg, require, source_record
-from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows, waypoint_offsets
+from converters.robot_rows import ArmTrack, EpisodeInput, ViewTrack, episode_rows
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import RobotwinOptions
 from schemas.geometry import (
     crop_intrinsics,
     euler_xyz_to_matrix,
@@ -65,6 +66,7 @@ from schemas.geometry import (
     quat_to_matrix,
 )
 from schemas.tokenizer import Codebook
+from schemas.waypoints import waypoint_offsets
 
 VERSION = "0.1.0"
 CAMERAS = {"head_camera": "head", "left_camera": "left_wrist", "right_camera": "right_wrist"}
@@ -117,16 +119,16 @@ class RobotwinConverter:
     name = "robotwin"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: RobotwinOptions):
         self.entry, self.source, self.options = entry, source, options
         self.files = sorted(
             source.glob("**/data/episode*.hdf5"), key=lambda p: (str(p.parent), int(re.sub(r"\D", "", p.stem) or 0))
         )
         if not self.files:
             raise FileNotFoundError(f"{source}: no RoboTwin episodes (expected <task>/<config>/data/episode<N>.hdf5)")
-        self.fps = entry.fps or 15.0
-        self.quality = int(options.get("jpeg_quality", 95))
-        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+        self.fps = options.fps
+        self.quality = options.jpeg_quality
+        self.offsets = waypoint_offsets(self.fps, options.waypoint_horizon.count, options.waypoint_horizon.spacing_s)
 
     def _episode_id(self, path: Path) -> str:
         return path.relative_to(self.source).with_suffix("").as_posix().replace("/data/", "/")

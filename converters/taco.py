@@ -50,10 +50,11 @@ from converters.egodex import decode_frames
 from converters.hand_tracks import HandTrack, hands_in_camera
 from converters.mano import mano_hands, require_mano_dir
 from converters.object_rows import ImageInput, ObjectInstance, image_rows
-from converters.robot_rows import waypoint_offsets
 from schemas.catalog import DatasetEntry
+from schemas.converter_options import TacoOptions
 from schemas.geometry import invert_transform, make_transform
 from schemas.tokenizer import Codebook
+from schemas.waypoints import waypoint_offsets
 
 VERSION = "0.1.0"
 SIDES = ("left", "right")
@@ -86,20 +87,20 @@ class TacoConverter:
     name = "taco"
     version = VERSION
 
-    def __init__(self, entry: DatasetEntry, source: Path, options: dict):
+    def __init__(self, entry: DatasetEntry, source: Path, options: TacoOptions):
         self.entry, self.source, self.options = entry, source, options
         self.sequences = sorted(p.parent for p in source.glob("Hand_Poses/*/*/right_hand.pkl"))
         if not self.sequences:
             raise FileNotFoundError(f"{source}: no TACO sequences (Hand_Poses/<triplet>/<seq>/right_hand.pkl)")
         self.mano = mano_hands(
-            require_mano_dir(options, entry.name), flat_hand_mean=True, tips="manopth", center_root=True
+            require_mano_dir(options.mano_dir, entry.name), flat_hand_mean=True, tips="manopth", center_root=True
         )
-        self.fps = float(entry.fps or 30.0)
-        self.quality = int(options.get("jpeg_quality", 95))
-        self.offsets = waypoint_offsets(self.fps, entry.waypoint_horizon.count, entry.waypoint_horizon.spacing_s)
+        self.fps = options.fps
+        self.quality = options.jpeg_quality
+        self.offsets = waypoint_offsets(self.fps, options.waypoint_horizon.count, options.waypoint_horizon.spacing_s)
         self.splits = {}
-        if options.get("split_file"):
-            lines = Path(options["split_file"]).read_text().split()
+        if options.split_file:
+            lines = Path(options.split_file).read_text().split()
             self.splits = {seq: "train" if split == "train" else "test" for seq, split in (x.split(",") for x in lines)}
 
     def _episode(self, folder: Path) -> str:

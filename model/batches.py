@@ -44,12 +44,18 @@ def vector_features(
 
 
 def model_inputs(batch: dict, cfg: ModelConfig, device: torch.device) -> dict:
-    """First view's uint8 image ``(B, H, W, 3)``, ``K``, text bytes and tokens (cut to max_tokens)."""
-    tokens = batch["tokens"][:, : cfg.max_tokens]
+    """First view's uint8 image ``(B, H, W, 3)``, ``K``, text bytes and tokens. The tokens must
+    already fit ``cfg.max_tokens`` (:class:`model.token_budget.BudgetCollate` drops whole poses and
+    counts them); a longer batch is refused rather than cut inside a pose."""
+    if batch["tokens"].shape[1] > cfg.max_tokens:
+        raise ValueError(
+            f"token sequences of {batch['tokens'].shape[1]} tokens exceed the model's budget of {cfg.max_tokens}: "
+            f"collate with model.token_budget.BudgetCollate({cfg.max_tokens}), which drops whole poses and counts them"
+        )
     return {
         "images": batch["images"][:, 0].to(device),
         "K": batch["K"][:, 0].to(device),
         "text": encode_text(batch["instruction"], cfg.max_text).to(device),
-        "tokens": tokens.to(device),
-        "token_mask": batch["token_mask"][:, : cfg.max_tokens].to(device),
+        "tokens": batch["tokens"].to(device),
+        "token_mask": batch["token_mask"].to(device),
     }

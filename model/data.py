@@ -15,18 +15,24 @@ their weights renormalised. Because every
 draw is a pure function of ``(seed, worker, index)``, :meth:`state_dict` / :meth:`load_state_dict`
 resume exactly: a resumed loader yields the very samples an uninterrupted one would.
 
-A sample groups the views of one frame: images decoded with OpenCV (RGB, optionally resized,
-``K`` rescaled to match), pose tokens computed from the continuous columns with ANY codebook,
+A sample groups the views of one frame: images decoded by libjpeg-turbo straight into one
+``(V, H, W, 3)`` array (:func:`decode_image`: RGB, optionally resized, ``K`` rescaled to match),
+pose tokens computed from the continuous columns with ANY codebook,
 the instruction, the raw ``state``, and an action chunk from the following frames of the same
 episode found in the row group (``action_mask`` is 0 past the episode's end or the row group's).
 Splits follow the mixture's split rule (``schemas.mixture.split_of``): a source's own val / test
 rows stay there, and an episode (a whole recording) is in one split only. Each
 shard's sha256 is checked against the mixture manifest before its first row group is read
 (once per file and process): a modified or truncated shard is refused, naming the file.
+
+Speed (docs/benchmarks.md): a row group's columns become NumPy once when it is read (one Arrow
+thread: the parallelism is the DataLoader's workers), shards stay open per process, and
+:func:`collate` stacks with NumPy, or in a worker straight into shared memory.
 """
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,12 +41,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+import simplejpeg
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, default_collate, get_worker_info
 
 from pipelines.storage import open_parquet, open_shard, verify_sha256
 from schemas.geometry import resize_intrinsics
 from schemas.mixture import SPLITS, load_mixture, split_of
+from schemas.record import _fixed_matrix
 from schemas.tokenizer import Codebook, default_codebook, poses_of_row, row_tokens
 
 ROW_GROUP_CACHE = 32  # at least; raised to pool_row_groups x members
@@ -51,18 +60,44 @@ POSE_COLUMNS = ["objects", "ego", "waypoints"]
 LOADER_COLUMNS = ["episode_id", "split", "frame_index", *LIGHT_COLUMNS, *POSE_COLUMNS]  # the rest stays on disk
 
 
-REDUCED_DECODE = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+REDUCED_DECODE = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2}
+JPEG_START = b"\xff\xd8"  # SOI marker
 
 
-def decode_image(data: bytes, width: int, height: int, target: tuple[int, int] | None) -> np.ndarray:
-    """RGB uint8 image; when the target is at most 1/2, 1/4 or 1/8 of the stored size, the decoder
-    scales down while decoding (libjpeg DCT scaling: several times faster), before the exact resize.
-    Full-size decodes come out as RGB from the decoder itself (no extra copy)."""
-    buffer = np.frombuffer(data, np.uint8)
-    if target is not None:
-        flag = next((f for s, f in REDUCED_DECODE if width >= target[0] * s and height >= target[1] * s), None)
-        if flag is not None:
-            return cv2.cvtColor(cv2.imdecode(buffer, flag), cv2.COLOR_BGR2RGB)
+def decode_image(
+    data: bytes | np.ndarray, width: int, height: int, target: tuple[int, int] | None, out: np.ndarray | None = None
+) -> np.ndarray:
+    """RGB uint8 image of the stored ``width`` x ``height`` [px], or resized to ``target`` ``(W, H)``
+    (``INTER_AREA``), written into ``out`` when given (an ``(H, W, 3)`` array of the result's size).
+    JPEG goes through libjpeg-turbo by simplejpeg: the same pixels as ``cv2.imdecode`` at about 1.5x
+    its speed, straight into ``out``. When the target is at most 1/2, 1/4 or 1/8 of the stored size,
+    the decoder scales down while decoding (libjpeg DCT scaling, the pixels of OpenCV's
+    ``IMREAD_REDUCED_COLOR_*``; several times faster) before the exact resize. PNG, and any JPEG
+    libjpeg-turbo reports a problem with (a CMYK one), go through OpenCV."""
+    size = target or (width, height)
+    scale = next((s for s in REDUCED_DECODE if width >= size[0] * s and height >= size[1] * s), 1)
+    decoded = (-(-width // scale), -(-height // scale))
+    image = _decode(np.frombuffer(data, np.uint8), decoded, scale, out if decoded == size else None)
+    if decoded != size:
+        return cv2.resize(image, size, dst=out, interpolation=cv2.INTER_AREA)
+    if out is not None and image is not out:
+        out[...] = image  # raises if the stored width / height are not the image's
+    return image if out is None else out
+
+
+def _decode(buffer: np.ndarray, size: tuple[int, int], scale: int, out: np.ndarray | None) -> np.ndarray:
+    """RGB image of ``size`` ``(W, H)`` (the stored size divided by ``scale``, rounded up)."""
+    if buffer[:2].tobytes() == JPEG_START:
+        try:
+            image = simplejpeg.decode_jpeg(
+                buffer, colorspace="RGB", min_width=size[0], min_height=size[1], min_factor=scale, buffer=out
+            )
+            if image.shape[1::-1] == size:
+                return image
+        except ValueError:
+            pass
+    if scale > 1:
+        return cv2.cvtColor(cv2.imdecode(buffer, REDUCED_DECODE[scale]), cv2.COLOR_BGR2RGB)
     return cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB)
 
 
@@ -70,13 +105,52 @@ class LoaderError(ValueError):
     """A batch or split the loader cannot serve, with the reason and the fix."""
 
 
+class _Columns:
+    """The per-view columns of a row group in NumPy / Python, converted once per row group (turning
+    Arrow rows into Python per sample cost as much as decoding their images). Index: the row."""
+
+    def __init__(self, table: pa.Table):
+        self.image = _Lists(_array(table.column("image")).field("bytes"))  # encoded bytes, zero-copy
+        self.width, self.height = table.column("width").to_pylist(), table.column("height").to_pylist()
+        self.K = _fixed_matrix(table.column("K"), 9).reshape(-1, 3, 3)  # [px]; NaN: no intrinsics
+        self.sample_id, self.view = table.column("sample_id").to_pylist(), table.column("view").to_pylist()
+        self.instruction = table.column("instruction").to_pylist()
+        self.state, self.action, self.tokens = (_Lists(_array(table.column(c))) for c in ("state", "action", "tokens"))
+
+
+class _Lists:
+    """A list or binary Arrow array as one NumPy buffer of values and offsets: ``lists[row]`` is a
+    read-only view of the row's values (``uint8`` bytes for binary), None for a null row."""
+
+    def __init__(self, array: pa.Array):
+        if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
+            _, offsets, data = array.buffers()
+            wide = pa.types.is_large_binary(array.type)
+            self.offsets = np.frombuffer(offsets, np.int64 if wide else np.int32)[array.offset :]
+            self.values = np.frombuffer(data, np.uint8)
+        else:  # offsets of the slice, into the whole (unsliced) values
+            self.offsets, self.values = array.offsets.to_numpy(), array.values.to_numpy(zero_copy_only=False)
+        self.valid = None if array.null_count == 0 else array.is_valid().to_numpy(zero_copy_only=False)
+
+    def __getitem__(self, row: int) -> np.ndarray | None:
+        if self.valid is not None and not self.valid[row]:
+            return None
+        return self.values[self.offsets[row] : self.offsets[row + 1]]
+
+
+def _array(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array (a row group's usually is one chunk: no copy then)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 @dataclass
 class _RowGroup:
-    """A cached row group: the Arrow table (:data:`LOADER_COLUMNS`), the frames of the loader's
-    split, the rows of each frame (views in stored order) and, per (episode, view), the frames and
-    rows in time order (for action chunks)."""
+    """A cached row group: its pose columns (Arrow) and other per-view columns, the frames of the
+    loader's split, the rows of each frame (views in stored order) and, per (episode, view), the
+    frames and rows in time order (for action chunks)."""
 
-    table: pa.Table
+    poses: pa.Table  # POSE_COLUMNS
+    columns: _Columns
     split_frames: list[tuple[str, int]]
     rows_of: dict[tuple[str, int], list[int]]
     timeline: dict[tuple[str, str], tuple[list[int], list[int]]]
@@ -127,6 +201,8 @@ class MixtureDataset(IterableDataset):
         self._codebook_id = self.codebook.codebook_id
         self.cache_size = max(ROW_GROUP_CACHE, (pool_row_groups or 0) * len(self.members))
         self._cache: OrderedDict = OrderedDict()
+        self._files: OrderedDict = OrderedDict()  # open shards (footer parsed once), per process
+        self._files_pid = os.getpid()
         self._partitions: dict[tuple[int, int], list[list[tuple[str, int]]]] = {}
         self._pools: dict[tuple, list[tuple[str, int]]] = {}
         self._cdfs: dict[tuple[int, int], np.ndarray] = {}
@@ -164,14 +240,31 @@ class MixtureDataset(IterableDataset):
         n_workers, worker = (info.num_workers, info.id) if info else (1, 0)
         return self.rank * n_workers + worker, self.world_size * n_workers
 
+    def _shard(self, path: str) -> pq.ParquetFile:
+        """The shard, checksum verified and opened once per process (the last :attr:`cache_size` stay open)."""
+        if self._files_pid != os.getpid():  # a forked DataLoader worker: its own file handles
+            self._files, self._files_pid = OrderedDict(), os.getpid()
+        if path not in self._files:
+            self._files[path] = open_shard(path, self._sha256[path])
+            if len(self._files) > self.cache_size:
+                self._files.popitem(last=False)
+        self._files.move_to_end(path)
+        return self._files[path]
+
+    def __getstate__(self) -> dict:
+        """Picklable for spawned DataLoader workers: without the open files."""
+        return {**self.__dict__, "_files": OrderedDict()}
+
     def _row_group(self, path: str, index: int, member: dict) -> _RowGroup:
-        """A row group as Arrow plus its frame index (computed once, cached)."""
+        """A row group's columns plus its frame index (computed once, cached)."""
         key = (path, index)
         if key not in self._cache:
-            table = open_shard(path, self._sha256[path]).read_row_group(index, columns=LOADER_COLUMNS)
+            # one thread: the loader's parallelism is its DataLoader workers (Arrow's pool would
+            # oversubscribe the cores they use)
+            table = self._shard(path).read_row_group(index, columns=LOADER_COLUMNS, use_threads=False)
+            columns = _Columns(table)
             episodes = table.column("episode_id").to_pylist()
-            frames = table.column("frame_index").to_pylist()
-            views = table.column("view").to_pylist()
+            frames, views = table.column("frame_index").to_pylist(), columns.view
             in_split = {
                 e: split_of(member["dataset"], e, self.val_fraction, s) == self.split
                 for e, s in set(zip(episodes, table.column("split").to_pylist(), strict=True))
@@ -187,7 +280,8 @@ class MixtureDataset(IterableDataset):
                 order = sorted(range(len(fs)), key=fs.__getitem__)
                 fs[:], rs[:] = [fs[j] for j in order], [rs[j] for j in order]
             self._cache[key] = _RowGroup(
-                table,
+                table.select(POSE_COLUMNS),
+                columns,
                 sorted(k for k in rows_of if in_split[k[0]]),
                 rows_of,
                 timeline,
@@ -244,52 +338,63 @@ class MixtureDataset(IterableDataset):
         return self._sample(m, rows, rows.split_frames[int(rng.integers(len(rows.split_frames)))])
 
     def _sample(self, member: int, group: _RowGroup, key: tuple[str, int]) -> dict:
-        """Only the frame's view rows (and the following action values) leave Arrow."""
-        # Pose columns (nested, the costly ones to turn into Python) only where they are used: the
-        # first view's ground truth, and every view when tokens must be recomputed for another codebook.
-        rows_of_frame = group.rows_of[key]
-        views = _rows(group.table.select(LIGHT_COLUMNS), rows_of_frame)
-        posed = rows_of_frame if not group.same_codebook else rows_of_frame[:1]
-        for r, poses in zip(views, _rows(group.table.select(POSE_COLUMNS), posed), strict=False):
-            r.update(poses)
-        images, Ks, tokens = [], [], []
-        for r in views:
-            image = decode_image(r["image"]["bytes"], r["width"], r["height"], self.image_size)
-            K = None if r["K"] is None else np.array(r["K"]).reshape(3, 3)
-            if self.image_size is not None and (r["width"], r["height"]) != self.image_size:
-                if K is not None:
-                    K = resize_intrinsics(K, (r["width"], r["height"]), self.image_size)
-                image = cv2.resize(image, self.image_size, interpolation=cv2.INTER_AREA)
-            images.append(image)
+        """The frame's views from the row group's converted columns. Only the pose columns (nested,
+        the costly ones to turn into Python) leave Arrow per sample, and only where they are used: the
+        first view's ground truth, and every view when tokens must be recomputed for another codebook."""
+        columns, views = group.columns, group.rows_of[key]
+        posed = _rows(group.poses, views[:1] if group.same_codebook else views)
+        Ks, tokens = [], []
+        for i, r in enumerate(views):
+            size = (columns.width[r], columns.height[r])
+            K = None if np.isnan(columns.K[r, 0, 0]) else columns.K[r]
+            if K is not None and self.image_size is not None and size != self.image_size:
+                K = resize_intrinsics(K, size, self.image_size)
             Ks.append(np.eye(3) if K is None else K)
-            stored = r["tokens"] if group.same_codebook else row_tokens(self.codebook, r)
+            if group.same_codebook:
+                stored = columns.tokens[r]
+            else:
+                stored = row_tokens(self.codebook, {**posed[i], "width": size[0], "height": size[1]})
             tokens.append(np.array(stored, dtype=np.int64))
         first = views[0]
-        frames, rows = group.timeline[(key[0], first["view"])]
+        frames, rows = group.timeline[(key[0], columns.view[first])]
         after = bisect_right(frames, key[1])
         before = rows[after - 2 : after - 1] if after >= 2 else []  # the episode's previous frame, if in this group
         later = rows[after : after + self.chunk - 1]
-        around = [r["action"] for r in _rows(group.table.select(["action"]), before + later)]
-        actions, mask = self._chunk(first["action"], around[len(before) :])
-        previous = around[0] if before and around[0] is not None else None
+        actions, mask = self._chunk(columns.action[first], [columns.action[r] for r in later])
+        previous = columns.action[before[0]] if before else None
+        state = columns.state[first]
         return {
             "dataset": self.members[member]["dataset"],
-            "sample_id": first["sample_id"],
+            "sample_id": columns.sample_id[first],
             "episode_id": key[0],
             "frame_index": key[1],
-            "views": [r["view"] for r in views],
-            "images": np.stack(images) if len({im.shape for im in images}) == 1 else images,
+            "views": [columns.view[r] for r in views],
+            "images": self._images(columns, views),
             "K": np.stack(Ks),
             "tokens": tokens,
-            "instruction": first["instruction"],
-            "poses": poses_of_row(first),  # continuous ground truth of view 0, in token order
-            "state": None if first["state"] is None else np.asarray(first["state"], np.float32),
+            "instruction": columns.instruction[first],
+            "poses": poses_of_row(posed[0]),  # continuous ground truth of view 0, in token order
+            "state": None if state is None else state.copy(),
             "actions": actions,
             "action_mask": mask,
-            "previous_action": None if previous is None else np.asarray(previous, np.float32),
+            "previous_action": None if previous is None else previous.copy(),
         }
 
-    def _chunk(self, first: list | None, later: list[list]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _images(self, columns: _Columns, rows: list[int]) -> np.ndarray | list[np.ndarray]:
+        """The views' RGB images, decoded straight into one ``(V, H, W, 3)`` array when they have one
+        size (always with ``image_size``), else a list."""
+        sizes = [(columns.width[r], columns.height[r]) for r in rows]
+        if self.image_size is None and len(set(sizes)) > 1:
+            return [decode_image(columns.image[r], *size, None) for r, size in zip(rows, sizes, strict=True)]
+        width, height = self.image_size or sizes[0]
+        out = np.empty((len(rows), height, width, 3), np.uint8)
+        for r, size, image in zip(rows, sizes, out, strict=True):
+            decode_image(columns.image[r], *size, self.image_size, image)
+        return out
+
+    def _chunk(
+        self, first: np.ndarray | None, later: list[np.ndarray]
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """``(chunk, A)`` actions from this frame's and the following frames' actions, last one
         repeated past the end, and the mask of the real steps."""
         if first is None:
@@ -353,12 +458,13 @@ def collate(samples: list[dict], view: int = 0) -> dict:
     tokens of view ``view`` padded with 0 (``pad``) plus a mask, and actions / action_mask, state
     and previous_action stacked when every sample has them with one shape (else left out; see
     :func:`require`). Raises :class:`LoaderError` for images of different sizes."""
+    # NumPy throughout: torch ops on a loaded machine wait for their intra-op thread pool (a
+    # torch.stack of a batch's images took 100x longer than np.stack on 2 busy cores)
     tokens = [s["tokens"][view] for s in samples]
-    width = max(len(t) for t in tokens)
-    padded = torch.zeros(len(samples), width, dtype=torch.long)
-    mask = torch.zeros(len(samples), width, dtype=torch.bool)
+    padded = np.zeros((len(samples), max(len(t) for t in tokens)), np.int64)
+    mask = np.zeros(padded.shape, bool)
     for i, t in enumerate(tokens):
-        padded[i, : len(t)] = torch.from_numpy(t)
+        padded[i, : len(t)] = t
         mask[i, : len(t)] = True
     # all views when every sample has the same ones; else only ``view`` (mixtures of 1- and 3-camera sources)
     views = slice(None) if len({len(s["views"]) for s in samples}) == 1 else slice(view, view + 1)
@@ -368,11 +474,14 @@ def collate(samples: list[dict], view: int = 0) -> dict:
                         for h, w, _ in shapes})
         raise LoaderError(f"images of different sizes in one batch ({', '.join(sizes)}): set "
                           f"MixtureDataset(image_size=(W, H)) to resize them to one size")
+    images = [np.asarray(s["images"][views]) for s in samples]
     batch = {
-        "images": torch.from_numpy(np.stack([np.asarray(s["images"])[views] for s in samples])),
-        "tokens": padded,
-        "token_mask": mask,
-        "K": torch.from_numpy(np.stack([s["K"][views] for s in samples])).float(),
+        # in a DataLoader worker (one torch thread) torch's default_collate stacks straight into
+        # shared memory, so the batch reaches the main process without another copy
+        "images": default_collate(images) if get_worker_info() else torch.from_numpy(np.stack(images)),
+        "tokens": torch.from_numpy(padded),
+        "token_mask": torch.from_numpy(mask),
+        "K": torch.from_numpy(np.stack([s["K"][views] for s in samples]).astype(np.float32)),
         "dataset": [s["dataset"] for s in samples],
         "sample_id": [s["sample_id"] for s in samples],
         "instruction": [s["instruction"] for s in samples],

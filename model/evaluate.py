@@ -14,8 +14,11 @@ and overall (mean over dimensions), over the valid steps, beside two baselines o
 ``constant`` (the train split's mean target in the network's form, decoded: the best constant
 output; for actions relative to the state, the mean offset from the current state) and
 ``repeat_last`` (the episode's previous action held for the whole chunk; the constant where a
-sample has no previous frame). Results are printed (a table) and written as JSON. A checkpoint
-evaluated with another codebook than its own, or on a mixture of another stage, is refused.
+sample has no previous frame). Rows longer than the model's token budget lose whole poses first, as
+in training (:mod:`model.token_budget`; the ground truth compared with too), and the result counts
+them (``tokens/rows_over_budget``, ``tokens/dropped_objects`` ...). Results are printed (a table) and
+written as JSON. A checkpoint evaluated with another codebook than its own, or on a mixture of
+another stage, is refused.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from model.actions import VectorSpace
 from model.batches import model_inputs
 from model.data import MixtureDataset, collate
 from model.network import PoseVLA
+from model.token_budget import WAYPOINT, describe, fit_samples, pose_kinds
 from model.train import RunMismatch, action_context, config_from, load_checkpoint, resolve_mixture, run_info
 from schemas.geometry import quat_to_matrix
 from schemas.mixture import SPLITS, load_mixture
@@ -172,7 +176,8 @@ def evaluate(
     ds = MixtureDataset(
         mixture, split, book, seed=seed, chunk=cfg.chunk, image_size=cfg.image_size, pool_row_groups=None
     )
-    items = [ds.draw(0, 1, i) for i in range(samples)]
+    # rows longer than the model's token budget lose whole poses, as in training: the ground truth too
+    items, budget_counts = fit_samples([ds.draw(0, 1, i) for i in range(samples)], cfg.max_tokens, book)
     result: dict = {
         "checkpoint": str(ckpt),
         "stage": stage,
@@ -181,6 +186,8 @@ def evaluate(
         "step": state["step"],
         "decoding": decoding,
         "mixture_hash_matches": record["content_hash"] == info["mixture_hash"],
+        "token_budget": cfg.max_tokens,
+        **budget_counts,
     }
     if stage == "action":
         result.update(action_errors(model, info, mixture, items, batch_size, seed))
@@ -212,10 +219,10 @@ def evaluate(
             predicted = decode_view(book, seq + [book.special_id("view_end"), book.special_id("eos")], width, height)
             if truth:
                 baseline.append(100 * np.linalg.norm(constant - np.array(truth[0].t)))
+            kinds = pose_kinds(truth)[0]
             for k, (p, g) in enumerate(zip(predicted, truth, strict=False)):
                 err = 100 * np.linalg.norm(np.array(p.t) - np.array(g.t))
-                waypoint = g.size is None and g.label.split()[-1].isdigit()  # "left arm 15": offset in steps
-                (wp_t if waypoint else pose_t).append(err)
+                (wp_t if kinds[k] == WAYPOINT else pose_t).append(err)
                 pose_z.append(100 * abs(p.t[2] - g.t[2]))
                 pose_r.append(rotation_deg(p.q, g.q))
                 if k == 0:
@@ -271,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.ckpt.parent / f"eval_{args.split}.json"
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
+    print(describe(result, result["token_budget"]))
     if result["stage"] == "action":
         print(action_table(result))
     if not result["mixture_hash_matches"]:

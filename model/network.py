@@ -44,7 +44,9 @@ class ModelConfig:
     decoder_layers: int = 3
     expert_layers: int = 2
     max_text: int = 48
-    max_tokens: int = 72
+    # pose-token budget of one view (model.token_budget): 128 holds a bimanual row (2 arms x (now + 5
+    # waypoints) x 10 tokens + 4 = 124) or 10 objects (10 x 12 + 4); longer rows drop whole poses, counted
+    max_tokens: int = 128
     chunk: int = 8
     action_dim: int = 10  # network-side action features (model.actions: DROID = xyz + 6D rotation + gripper)
     state_dim: int = 0  # network-side state features; 0 = no state token

@@ -9,10 +9,12 @@ available (CPU float32 otherwise). Checkpoints (``torch.save`` of tensors and pl
 loaded with ``weights_only=True``) hold the model, optimiser, schedule, step and RNG state;
 re-running with the same ``--out`` resumes exactly (same losses as an uninterrupted run).
 A checkpoint records what it was trained for (:data:`RUN_KEYS`: stage, mixture and its content
-hash, codebook id, preset, and the state / action spaces of :mod:`model.actions`); resuming a run
-folder with another stage, mixture, codebook or preset is refused, and so is ``--init`` into a
-folder that already holds a run, unless ``--resume`` says to continue it. Metrics go to
-``metrics.jsonl`` and ``loss_curve.png``.
+hash, codebook id, preset and its token budget, and the state / action spaces of :mod:`model.actions`);
+resuming a run folder with another stage, mixture, codebook, preset or budget is refused, and so is
+``--init`` into a folder that already holds a run, unless ``--resume`` says to continue it. Rows
+longer than the preset's token budget drop whole poses (:mod:`model.token_budget`). Metrics go to
+``metrics.jsonl`` (loss, learning rate, and per step the ``tokens/*`` counters: rows, rows over the
+budget, poses dropped per kind) and ``loss_curve.png``.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from tqdm import tqdm
 
 from model.actions import VectorSpace, fit_relative, spaces_of
 from model.batches import model_inputs, token_bins, vector_features
-from model.data import MixtureDataset, collate, require
+from model.data import MixtureDataset, require
 from model.network import PRESETS, ModelConfig, PoseVLA, soft_token_loss
+from model.token_budget import COUNTERS, BudgetCollate, describe
 from schemas.mixture import load_mixture
 from schemas.tokenizer import Codebook, default_codebook
 
@@ -41,7 +44,7 @@ STAGES = ("pose", "trajectory", "action")
 # leave its plateau within a few thousand steps (docs/training.md); later stages start from weights.
 STAGE_LR = {"pose": 1e-3, "trajectory": 3e-4, "action": 3e-4}
 CHECKPOINT = "last.pt"
-RUN_KEYS = ("stage", "mixture_hash", "codebook_id", "preset")  # must match to resume
+RUN_KEYS = ("stage", "mixture_hash", "codebook_id", "preset", "token_budget")  # must match to resume
 
 
 class RunMismatch(ValueError):
@@ -74,10 +77,12 @@ def load_checkpoint(path: Path) -> dict:
 
 def run_info(state: dict, path: Path) -> dict:
     """What a checkpoint was trained for (its ``extra``: stage, mixture, mixture_hash, codebook_id,
-    preset, state_space, action_space)."""
+    preset, token_budget, state_space, action_space). Checkpoints written before the token budget
+    was recorded have the one of their config."""
     info = json.loads(state["extra"])
     if "codebook_id" not in info:
         raise RunMismatch(f"{path}: written before checkpoints recorded their codebook and mixture; retrain it")
+    info.setdefault("token_budget", json.loads(state["config"])["max_tokens"])
     return info
 
 
@@ -176,7 +181,7 @@ def train(
 ) -> Path:
     """Train (or resume) and return the checkpoint path. ``stop_after`` ends early, as a crash would.
     A run folder that holds a checkpoint is resumed when it was trained for the same stage, mixture
-    (content hash), codebook and preset; with ``init`` only when ``resume`` is set."""
+    (content hash), codebook, preset and token budget; with ``init`` only when ``resume`` is set."""
     lr = STAGE_LR[stage] if lr is None else lr
     record = load_mixture(mixture)
     book = codebook or default_codebook()
@@ -191,6 +196,7 @@ def train(
         "mixture_hash": record["content_hash"],
         "codebook_id": book.codebook_id,
         "preset": preset,
+        "token_budget": PRESETS[preset].max_tokens,
         "state_space": None if spaces[0] is None else spaces[0].to_dict(),
         "action_space": None if spaces[1] is None else spaces[1].to_dict(),
     }
@@ -239,7 +245,8 @@ def train(
     dataset = MixtureDataset(mixture, "train", book, seed=seed, chunk=cfg.chunk, image_size=cfg.image_size)
     dataset.load_state_dict({"seed": seed, "split": "train", "next_index": step * batch_size})
     # one worker overlaps decoding with compute; its draws equal those of the main process (worker 0 of 1)
-    batches = iter(DataLoader(dataset, batch_size=batch_size, num_workers=1, collate_fn=collate))
+    budget = BudgetCollate(cfg.max_tokens, book)  # whole poses dropped past the budget, counted per batch
+    batches = iter(DataLoader(dataset, batch_size=batch_size, num_workers=1, collate_fn=budget))
     if previous:  # after the iterator: creating it draws a worker seed from the global RNG
         torch.set_rng_state(previous["torch_rng"])
     log = out / "metrics.jsonl"
@@ -270,6 +277,7 @@ def train(
                     "loss": loss.item(),
                     "lr": sched.get_last_lr()[0],
                     "seconds": round(time.perf_counter() - started, 3),
+                    **batch["token_budget"],
                 }
             )
             + "\n"
@@ -282,7 +290,15 @@ def train(
     bar.close()
     metrics.close()
     plot_losses(out)
+    if progress:
+        print(describe(logged_counts(log), cfg.max_tokens))
     return ckpt
+
+
+def logged_counts(log: Path) -> dict[str, int]:
+    """The token-budget counters (:data:`model.token_budget.COUNTERS`) summed over a run's ``metrics.jsonl``."""
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    return {key: sum(r.get(key, 0) for r in rows) for key in COUNTERS}
 
 
 def main(argv: list[str] | None = None) -> int:

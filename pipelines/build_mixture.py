@@ -6,19 +6,23 @@
 For every member: its manifest and schema version are checked and its shards listed (path,
 sha256, rows) after checking each shard's sha256 against the manifest (hashes are remembered by
 size and mtime in ``<out>/.sha256-cache.json``, so a re-run only hashes changed files);
-statistics are computed (merged per shard, written back into the member's manifest) and
-episodes are split into train / val by a STABLE HASH of ``dataset/episode_id``, so an episode is
-in exactly one split whatever the mixture. Weights are the catalog's explicit ones, or
+statistics are the per-unit ones the conversion stored with each shard
+(``stats/<split>/<unit>.json``, :mod:`pipelines.statistics`), merged, so no shard is read for
+them; a shard without them (converted before they were stored) is scanned instead, with a one-line
+notice per member. Nothing is written into a member dataset: a mixture over a read-only folder or
+bucket builds. Episodes are split into train / val by a STABLE HASH of ``dataset/episode_id``, so
+an episode is in exactly one split whatever the mixture. Weights are the catalog's explicit ones, or
 temperature sampling ``p_i ~ n_i ** alpha`` over the members' train rows (Pose-VLA:
 alpha = 0.43). Output: ``<out>/<mixture>.json`` (members, shards with checksums, effective
 weights, row and episode counts per split, statistics per dataset and per embodiment, codebook
 id, split rule, content hash); with ``--fit-codebook`` also ``<out>/<mixture>.codebook.json``,
 quantile-fitted on the mixture's train poses.
 
-Scaled out: with ``--address`` (a Ray cluster), or when a member has more than
-``RAY_MIN_SHARDS`` shards, the per-shard work (sha256, row groups, split counts, statistics) runs
-as one Ray task per shard; the driver merges the results in manifest order with the mergeable
-statistics of ``schemas.stats``, so the mixture is the same as the single-process one.
+Scaled out: with ``--address`` (a Ray cluster), or when more than ``RAY_MIN_SHARDS`` shards of a
+member need reading (no stored statistics, or at a URL), the per-shard work (sha256, the stored
+statistics or the scan) runs as one Ray task per shard; the driver merges the results in manifest
+order with the mergeable statistics of ``schemas.stats``, so the mixture is the same as the
+single-process one.
 """
 
 from __future__ import annotations
@@ -36,14 +40,21 @@ import pyarrow.compute as pc
 from pipelines.filesystems import as_path, is_url
 from pipelines.layout import dataset_dir, partial_path
 from pipelines.manifest import Manifest, ManifestError
-from pipelines.statistics import COLUMNS, POSE_FEATURES, merge_into, summaries, table_statistics
-from pipelines.storage import Sha256Cache, file_sha256, open_parquet
+from pipelines.statistics import (
+    POSE_FEATURES,
+    UnitStatistics,
+    merge_into,
+    shard_statistics,
+    summaries,
+    unit_stats_relpath,
+)
+from pipelines.storage import Sha256Cache, ShardInfo, file_sha256, open_parquet
 from schemas.catalog import CatalogError, load_catalog
 from schemas.mixture import MIXTURE_FORMAT, SPLIT_RULE, SPLITS, content_hash, relative_path, split_of
 from schemas.tokenizer import default_codebook, fit_codebook
 
 DEFAULT_VAL_FRACTION = 0.05
-RAY_MIN_SHARDS = 64  # a member with more shards is read by Ray tasks (one per shard)
+RAY_MIN_SHARDS = 64  # a member with more shards to read is read by Ray tasks (one per shard)
 FIT_SAMPLES_PER_FAMILY = 2_000_000
 
 
@@ -58,40 +69,42 @@ def effective_weights(
     return [r / total for r in raw]
 
 
-def shard_summary(path: str, name: str, val_fraction: float, sha256: str | None) -> dict:
-    """What the mixture needs of one shard of dataset ``name``: its sha256 (hashed here when
-    ``sha256`` is None), row groups, rows and episodes per mixture split, feature statistics and
-    counts. A pure function of its arguments: the body of one Ray task."""
-    if not as_path(path).is_file():
+def shard_summary(root: str, shard: ShardInfo, name: str, val_fraction: float, sha256: str | None) -> dict:
+    """What the mixture needs of one listed shard of dataset ``name`` (folder or URL ``root``): its
+    sha256 (hashed here when ``sha256`` is None), row groups, rows and episodes per mixture split
+    and statistics (a :class:`UnitStatistics`): the stored per-unit ones when they are those of the
+    manifest's shard, else from a scan of the shard (``scanned``). A pure function of its
+    arguments: the body of one Ray task."""
+    path = as_path(root) / shard.path
+    if not path.is_file():
         return {"sha256": None}
-    parquet = open_parquet(path)
-    meta = parquet.metadata
-    table = parquet.read(columns=sorted({"split", *COLUMNS}))
+    statistics, row_groups, scanned = shard_statistics(root, shard)
     rows, episodes = Counter(), {split: set() for split in SPLITS}
-    pairs = Counter(zip(table.column("episode_id").to_pylist(), table.column("split").to_pylist(), strict=True))
-    for (episode, source_split), count in pairs.items():
+    for (episode, source_split), count in statistics.episode_rows.items():
         split = split_of(name, episode, val_fraction, source_split)
         rows[split] += count
         episodes[split].add(episode)
-    features, counts = table_statistics(table.select(COLUMNS))
     return {
         "sha256": sha256 or file_sha256(path),
-        "row_groups": [meta.row_group(i).num_rows for i in range(meta.num_row_groups)],
+        "row_groups": row_groups,
         "rows": rows,
         "episodes": episodes,
-        "features": features,
-        "counts": counts,
+        "statistics": statistics,
+        "scanned": scanned,
     }
 
 
-def shard_summaries(name: str, paths: list[Path], val_fraction: float, hashes: Sha256Cache,
+def shard_summaries(name: str, root: Path, shards: list[ShardInfo], val_fraction: float, hashes: Sha256Cache,
                     address: str | None) -> list[dict]:
-    """:func:`shard_summary` of every path, in order: Ray tasks when ``address`` is given or there
-    are more than :data:`RAY_MIN_SHARDS` paths (hashed by the tasks), else here (hashes cached)."""
-    if address is None and len(paths) <= RAY_MIN_SHARDS:
+    """:func:`shard_summary` of every shard, in order: Ray tasks when ``address`` is given or more
+    than :data:`RAY_MIN_SHARDS` shards need reading (hashed by the tasks), else here (hashes
+    cached). A local shard with stored statistics needs no reading beyond its cached hash; a shard
+    at a URL is hashed by streaming it, so every one counts."""
+    heavy = shards if is_url(root) else [s for s in shards if not (root / unit_stats_relpath(s.path)).is_file()]
+    if address is None and len(heavy) <= RAY_MIN_SHARDS:
         return [
-            shard_summary(str(p), name, val_fraction, hashes.sha256(p) if not is_url(p) and p.is_file() else None)
-            for p in paths
+            shard_summary(str(root), s, name, val_fraction, hashes.sha256(p) if not is_url(p) and p.is_file() else None)
+            for s, p in ((s, root / s.path) for s in shards)
         ]
     import ray
 
@@ -102,7 +115,7 @@ def shard_summaries(name: str, paths: list[Path], val_fraction: float, hashes: S
         where = {"address": address, "runtime_env": CLUSTER_RUNTIME_ENV} if address else local
         ray.init(**where, log_to_driver=False, logging_level="error")
     task = ray.remote(num_cpus=1)(shard_summary)
-    return ray.get([task.remote(str(p), name, val_fraction, None) for p in paths])
+    return ray.get([task.remote(str(root), s, name, val_fraction, None) for s in shards])
 
 
 def member_record(
@@ -110,14 +123,14 @@ def member_record(
 ) -> tuple[dict, dict, dict]:
     """(mixture entry, feature statistics, counts) of one converted dataset; every shard's sha256
     must match the manifest. Paths are stored relative to ``out`` (the mixture's folder). An
-    episode whose rows would fall into two splits (the source put it in two) is refused."""
+    episode whose rows would fall into two splits (the source put it in two) is refused. Reads the
+    member, never writes it."""
     manifest = Manifest.read(root)
     shards, rows, episodes = [], Counter(), {split: set() for split in SPLITS}
-    features: dict = {}
-    counts = {"categories": Counter(), "episode_frames": Counter()}
-    paths = [root / shard.path for shard in manifest.shards]
-    for shard, path, part in zip(manifest.shards, paths, shard_summaries(name, paths, val_fraction, hashes, address),
-                                 strict=True):
+    statistics = UnitStatistics()
+    parts = shard_summaries(name, root, manifest.shards, val_fraction, hashes, address)
+    for shard, part in zip(manifest.shards, parts, strict=True):
+        path = root / shard.path
         if part["sha256"] != shard.sha256:
             raise ManifestError(
                 f"{path}: missing or changed since conversion (sha256 differs from the manifest's "
@@ -126,9 +139,7 @@ def member_record(
         rows.update(part["rows"])
         for split in SPLITS:
             episodes[split] |= part["episodes"][split]
-        merge_into(features, part["features"])
-        for key in counts:
-            counts[key].update(part["counts"][key])
+        statistics.merge(part["statistics"])
         shards.append(
             {
                 "path": relative_path(path, out),
@@ -137,7 +148,10 @@ def member_record(
                 "row_groups": part["row_groups"],
             }
         )
-    counts = {k: dict(v) for k, v in counts.items()}
+    scanned = sum(part["scanned"] for part in parts)
+    if scanned:
+        print(f"note: {name}: {scanned} of {len(parts)} shard(s) have no stored per-unit statistics (converted by an "
+              f"older posetok); scanned them instead (re-convert to skip the scan)", file=sys.stderr)
     twice = sorted(e for a in SPLITS for b in SPLITS if a < b for e in episodes[a] & episodes[b])
     if twice:
         raise ManifestError(
@@ -156,7 +170,7 @@ def member_record(
         "rows": dict(rows),
         "episodes": {k: len(v) for k, v in episodes.items()},
     }
-    return entry, features, counts
+    return entry, statistics.features, statistics.plain_counts()
 
 
 def fit_samples(members: list[dict], val_fraction: float) -> dict[str, np.ndarray]:

@@ -30,6 +30,7 @@ from pipelines.preview import write_preview
 from pipelines.runlock import RunLockedError
 from pipelines.samples import SAMPLES, SYNTHETIC_MANO_DIR, ensure_sample
 from schemas.catalog import CatalogError, load_catalog
+from schemas.registry import CONVERTERS, resolve_options
 from schemas.tokenizer import Codebook, default_codebook
 
 
@@ -163,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         check_name(args.dataset, "dataset name")
         entry = load_catalog(args.catalog).dataset(args.dataset)
         options = parse_options(args.options)
+        if entry.converter in CONVERTERS:
+            resolve_options(entry, options)  # a bad --set key or value stops the run before any work
         out = as_path(args.out)
         if is_url(out):
             check_writable(out)

@@ -1,7 +1,9 @@
 """The conversion engine: one Ray task per work unit, on a laptop or a cluster (same code path).
 
 Each task converts one unit with the dataset's converter, validates every episode's rows against
-schema v1, and commits the unit's shard atomically (pipelines.storage). The driver records each
+schema v1, and commits the unit's shard atomically (pipelines.storage) together with the
+statistics of its stored rows (:class:`pipelines.statistics.UnitStatistics`, the sufficient
+statistics a mixture merges instead of rescanning the shard). The driver records each
 committed shard in the manifest as it lands, so a killed job resumes where it stopped: units
 whose shard is listed with a matching sha256 are skipped. Rejected episodes go to
 ``quarantine.jsonl`` with location, stage and reason; the job goes on. Work unit names become
@@ -34,6 +36,7 @@ from pipelines.filesystems import StorageError, as_path, is_url, staged
 from pipelines.layout import QUARANTINE_NAME, dataset_dir, unit_stem
 from pipelines.manifest import Manifest, ManifestError
 from pipelines.sinks import open_sink
+from pipelines.statistics import UnitStatistics, unit_stats_relpath
 from pipelines.storage import ShardInfo
 from schemas.catalog import DatasetEntry
 from schemas.record import find_problems
@@ -157,6 +160,7 @@ def unit_source_paths(unit: WorkUnit, source: str) -> list:
 def _convert(root: str, converter, unit: WorkUnit, codebook_json: str, start: float) -> UnitOutcome:
     book = Codebook.from_json(codebook_json)
     stats = UnitStats()
+    statistics = UnitStatistics()  # of the rows stored: what build_mixture merges instead of a scan
     rejected: list[dict] = []
     episodes = rows = 0
     sink = open_sink(root).begin_unit(unit.split, unit.name)
@@ -178,10 +182,10 @@ def _convert(root: str, converter, unit: WorkUnit, codebook_json: str, start: fl
                     }
                 )
                 continue
-            sink.write(result.table, result.depth)
+            statistics.add(sink.write(result.table, result.depth))
             episodes += 1
             rows += result.table.num_rows
-        shard, depth_store = sink.commit()
+        shard, depth_store = sink.commit(statistics)
     except BaseException:
         sink.abort()
         raise
@@ -282,6 +286,7 @@ class Engine:
                 quarantine.pop(unit.name, None)
                 pending.append(unit)
         for stale in set(s.path for s in (previous.shards if previous else [])) - set(planned):
+            self.sink.remove(unit_stats_relpath(stale))  # statistics first: never left without their shard
             self.sink.remove(stale)
         resumed = len(units) - len(pending)
         committed = {u.name for u in units} - {u.name for u in pending}

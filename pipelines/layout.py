@@ -6,6 +6,7 @@
   README.md                      Hugging Face dataset card
   data/<split>/<unit>.parquet    one file per work unit
   depth/<unit>.zarr              Zarr v3 group, one array per view
+  stats/<split>/<unit>.json      mergeable statistics of the unit's rows, naming the shard's sha256
   quarantine.jsonl
   .lock                          held while a conversion runs (pid, host, start time)
 ```

@@ -3,12 +3,18 @@
 A sink owns one dataset folder (``<out>/<dataset>``, see :mod:`pipelines.layout`):
 
 * ``begin_unit(split, unit)`` -> a :class:`UnitSink`: ``write(table, depth)`` appends one
-  episode's rows (and its depth maps), ``commit()`` makes the unit's shard (and depth store)
-  visible only once complete and returns their manifest entries, ``abort()`` leaves nothing;
+  episode's rows (and its depth maps), ``commit(statistics)`` makes the unit's shard (and depth
+  store) visible only once complete, then stores the unit's statistics
+  (:class:`pipelines.statistics.UnitStatistics`) naming the shard's sha256, and returns the
+  manifest entries; ``abort()`` leaves nothing;
 * ``finalize(manifest, records)`` writes ``quarantine.jsonl``, then ``manifest.json`` LAST, each
   atomically, so a reader never sees a manifest listing a shard that is not complete;
 * the resume side: ``read_manifest``, ``read_text``, ``committed`` (size and sha256 against the
   manifest), ``remove``, ``clear``, ``remove_partials`` and ``lock``.
+
+A unit's statistics file is written after its shard and before the manifest lists the shard, so
+a crash leaves at worst a shard without statistics, never statistics without their shard, and a
+listed shard's statistics are those of its bytes (they name its sha256).
 
 :class:`LocalSink` writes through :class:`pipelines.storage.ShardWriter` / ``DepthWriter``
 (hidden temporary name, fsync, rename). :class:`ObjectStoreSink` writes any fsspec URL: a unit is
@@ -26,11 +32,13 @@ import tempfile
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipelines.filesystems import as_path, explain, is_url
 from pipelines.layout import LOCK_NAME, QUARANTINE_NAME, partial_path
 from pipelines.manifest import Manifest
 from pipelines.runlock import ObjectRunLock, RunLock
+from pipelines.statistics import UnitStatistics, unit_stats_relpath
 from pipelines.storage import DepthWriter, ShardInfo, ShardWriter, file_sha256, stream_sha256
 from schemas.record import DEPTH_TYPE
 
@@ -56,15 +64,25 @@ class UnitSink:
         self.episodes += 1
         return table
 
-    def commit(self) -> tuple[ShardInfo | None, dict | None]:
-        """Make the shard and depth store visible; (None, None) for a unit that kept no episode."""
+    def commit(self, statistics: UnitStatistics) -> tuple[ShardInfo | None, dict | None]:
+        """Make the shard and depth store visible, then write ``statistics`` (of the rows written)
+        to ``stats/<split>/<unit>.json`` (temporary name, fsync, rename); (None, None) and nothing
+        written for a unit that kept no episode. Should the statistics fail, the shard goes too."""
         if not self.episodes:
             self.abort()
             return None, None
         depth_store = None
         if self.depth is not None:
             depth_store = {"path": self.depth.relpath, "sha256": self.depth.close()}
-        return self.writer.close(), depth_store
+        shard = self.writer.close()
+        try:
+            meta = pq.ParquetFile(self.root / shard.path).metadata
+            row_groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+            _write_durably(self.root / unit_stats_relpath(shard.path), statistics.dumps(shard, row_groups))
+        except BaseException:
+            (self.root / shard.path).unlink(missing_ok=True)
+            raise
+        return shard, depth_store
 
     def abort(self) -> None:
         self.writer.abort()
@@ -126,13 +144,15 @@ class ObjectUnitSink(UnitSink):
         self.scratch = Path(tempfile.mkdtemp(prefix="posetok-unit-"))
         super().__init__(self.scratch, split, unit)
 
-    def commit(self) -> tuple[ShardInfo | None, dict | None]:
+    def commit(self, statistics: UnitStatistics) -> tuple[ShardInfo | None, dict | None]:
         try:
-            shard, depth_store = super().commit()
+            shard, depth_store = super().commit(statistics)
             if depth_store is not None:
                 self.target.upload(self.scratch / depth_store["path"], depth_store["path"])
             if shard is not None:
                 self.target.upload(self.scratch / shard.path, shard.path)
+                stats = unit_stats_relpath(shard.path)
+                self.target.upload(self.scratch / stats, stats)
             return shard, depth_store
         finally:
             shutil.rmtree(self.scratch, ignore_errors=True)
@@ -228,6 +248,20 @@ class ObjectStoreSink:
 
     def lock(self) -> ObjectRunLock:
         return ObjectRunLock(self.fs, self._path(LOCK_NAME), f"{self.location}/{LOCK_NAME}")
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """``text`` to ``path``: hidden temporary name, fsync, rename (the file appears whole or not at all)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def quarantine_text(records: list[dict]) -> str:

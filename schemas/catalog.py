@@ -1,6 +1,7 @@
 """``catalog.yaml``: the registry of datasets and named mixtures, as typed data.
 
-Per-dataset knowledge lives here as data (dlimp/Octo style), not in converter code. Loading is
+Per-dataset knowledge lives here as data (dlimp/Octo style), not in converter code; each entry's
+``options`` must pass its converter's typed model (schemas/registry.py). Loading is
 safe: plain YAML only (no ``!!python`` tags) and no anchors/aliases (they enable exponential
 "billion laughs" expansion and hide what an entry really holds). Any bad entry fails with
 ``<file>:<line>: <key path>: <what is wrong>``.
@@ -14,6 +15,9 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from schemas.converter_options import WaypointHorizon
+from schemas.registry import CONVERTERS, ENTRY_FIELDS, describe, options_data
 
 Kind = Literal["objects", "hands", "robot"]
 Stage = Literal["pose", "trajectory", "action"]
@@ -29,13 +33,6 @@ class CatalogError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WaypointHorizon(_Strict):
-    """Future ego poses per row: ``count`` waypoints ``spacing_s`` seconds apart (Pose-VLA: 5 x 1.0 s)."""
-
-    count: int = Field(5, ge=0, le=100)
-    spacing_s: float = Field(1.0, gt=0)
 
 
 # Fields a converter can take from the data itself: a user's own LeRobot dataset needs only
@@ -55,8 +52,8 @@ CONVERTER_DEFAULTS: dict[str, dict[str, Any]] = {
 
 class DatasetEntry(_Strict):
     name: str
-    converter: str                      # converter module in converters/
-    converter_status: ConverterStatus   # whether that converter exists yet
+    converter: str                      # converter name in schemas/registry.py CONVERTERS
+    converter_status: ConverterStatus   # whether that converter exists yet (default: whether it is registered)
     source_format: str                  # e.g. rlds, bop, omni3d_json, lerobot_v3, hdf5_libero
     source_path: str | None = None      # default location of the raw source (may be absent)
     license: str
@@ -68,13 +65,15 @@ class DatasetEntry(_Strict):
     fps: float | None = Field(None, gt=0)
     embodiment: str | None = None
     notes: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)  # converter-specific data (key maps, id->name tables)
+    options: dict[str, Any] = Field(default_factory=dict)  # checked against the converter's options model
 
     @model_validator(mode="before")
     @classmethod
     def _converter_defaults(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("converter") in CONVERTER_DEFAULTS:
-            return {**CONVERTER_DEFAULTS[data["converter"]], **data}
+            data = {**CONVERTER_DEFAULTS[data["converter"]], **data}
+        if isinstance(data, dict) and "converter_status" not in data:
+            data = {**data, "converter_status": "available" if data.get("converter") in CONVERTERS else "planned"}
         return data
 
     @field_validator("name")
@@ -185,6 +184,34 @@ def _check_references(catalog: Catalog, root: yaml.Node, source: str) -> None:
                                f"{entry.name!r} differs from its key {name!r}")
 
 
+def _check_converters(catalog: Catalog, root: yaml.Node, source: str) -> None:
+    """``converter_status`` agrees with schemas/registry.py, and every registered converter's
+    entry has options its model accepts (all problems at once, each with its line)."""
+    lines = []
+    for name, entry in catalog.datasets.items():
+        registered = entry.converter in CONVERTERS
+        if registered != (entry.converter_status == "available"):
+            node = _node_at(root, ("datasets", name, "converter_status"))
+            lines.append(
+                f"{source}:{node.start_mark.line + 1}: datasets.{name}.converter_status: {entry.converter_status!r}, "
+                f"but converter {entry.converter!r} is {'' if registered else 'not '}registered (schemas/registry.py)"
+            )
+        if not registered:
+            continue
+        try:
+            CONVERTERS[entry.converter].options.model_validate(options_data(entry))
+        except ValidationError as e:
+            for err in e.errors():
+                loc = err["loc"]
+                where = ("datasets", name) if loc[0] in ENTRY_FIELDS and loc[0] not in entry.options else (
+                    "datasets", name, "options")
+                node = _node_at(root, (*where, *loc))
+                lines.append(f"{source}:{node.start_mark.line + 1}: {'.'.join(map(str, (*where, *loc)))}: "
+                             f"{describe(err)}")
+    if lines:
+        raise CatalogError("\n".join(lines))
+
+
 def parse_catalog(text: str, source: str = "<string>") -> Catalog:
     """Parse and validate catalog YAML text; ``source`` names the file in error messages."""
     try:
@@ -203,9 +230,10 @@ def parse_catalog(text: str, source: str = "<string>") -> Catalog:
         for err in e.errors():
             loc = err["loc"]
             node = _node_at(root, loc)
-            lines.append(f"{source}:{node.start_mark.line + 1}: {'.'.join(map(str, loc))}: {err['msg']}")
+            lines.append(f"{source}:{node.start_mark.line + 1}: {'.'.join(map(str, loc))}: {describe(err)}")
         raise CatalogError("\n".join(lines)) from None
     _check_references(catalog, root, source)
+    _check_converters(catalog, root, source)
     return catalog
 
 

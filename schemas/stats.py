@@ -25,6 +25,8 @@ GAMMA = (1 + ALPHA) / (1 - ALPHA)
 LOG_GAMMA = math.log(GAMMA)
 ZERO_THRESHOLD = 1e-9
 QUANTILES = (0.01, 0.99)
+_KEY_OFFSET = 1 << 20  # every bucket key of a finite float64 (|key| < 36000 at 1 %) + this is in [0, _KEY_SPAN)
+_KEY_SPAN = 1 << 21
 
 
 @dataclass
@@ -37,14 +39,7 @@ class Sketch:
 
     def add(self, values: np.ndarray) -> None:
         x = np.asarray(values, dtype=np.float64).ravel()
-        x = x[np.isfinite(x)]
-        small = np.abs(x) < ZERO_THRESHOLD
-        self.zeros += int(np.count_nonzero(small))
-        for sign, store in ((1, self.positive), (-1, self.negative)):
-            part = x[~small & (np.sign(x) == sign)]
-            if part.size:
-                keys, counts = np.unique(np.ceil(np.log(np.abs(part)) / LOG_GAMMA).astype(np.int64), return_counts=True)
-                store.update(dict(zip(keys.tolist(), counts.tolist(), strict=True)))
+        self.merge(column_sketches(x[np.isfinite(x)].reshape(-1, 1))[0])
 
     def merge(self, other: Sketch) -> None:
         self.positive.update(other.positive)
@@ -88,6 +83,25 @@ class Sketch:
         )
 
 
+def column_sketches(x: np.ndarray) -> list[Sketch]:
+    """One :class:`Sketch` per column of the finite ``(N, D)`` array ``x``, bucketed in one
+    vectorised pass: each value is coded as ``(column, sign, key)`` in one int64 and counted once."""
+    small = np.abs(x) < ZERO_THRESHOLD
+    out = [Sketch(zeros=int(z)) for z in np.count_nonzero(small, axis=0)]
+    values, columns = x[~small], np.broadcast_to(np.arange(x.shape[1]), x.shape)[~small]
+    keys = np.ceil(np.log(np.abs(values)) / LOG_GAMMA).astype(np.int64) + _KEY_OFFSET
+    codes, counts = np.unique((columns * 2 + (values < 0)) * _KEY_SPAN + keys, return_counts=True)
+    groups, keys = codes // _KEY_SPAN, codes % _KEY_SPAN - _KEY_OFFSET
+    bounds = np.flatnonzero(np.diff(groups)) + 1
+    for start, end in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(codes)].tolist(), strict=True):
+        if start == end:  # no value at all
+            continue
+        column, negative = divmod(int(groups[start]), 2)
+        store = Counter(dict(zip(keys[start:end].tolist(), counts[start:end].tolist(), strict=True)))
+        setattr(out[column], "negative" if negative else "positive", store)
+    return out
+
+
 @dataclass
 class FeatureStats:
     """Statistics of a ``dim``-dimensional feature; :meth:`add` rows ``(N, dim)``, :meth:`merge` others."""
@@ -118,10 +132,8 @@ class FeatureStats:
             ((x - x.mean(axis=0)) ** 2).sum(axis=0),
             x.min(axis=0),
             x.max(axis=0),
-            [Sketch() for _ in range(self.dim)],
+            column_sketches(x),
         )
-        for d in range(self.dim):
-            other.sketches[d].add(x[:, d])
         self.merge(other)
 
     def merge(self, other: FeatureStats) -> None:

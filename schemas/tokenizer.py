@@ -318,16 +318,47 @@ def decode_pose(book: Codebook, ids: Sequence[int], width: int, height: int, lab
     )
 
 
-def view_sequence(book: Codebook, pose_tokens: Iterable[Sequence[int]]) -> list[int]:
-    """``bos view_start (pose sep)* view_end eos`` around already-encoded poses."""
+def layout_sequences(book: Codebook, n_rows: int,
+                     batches: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The token sequences of ``n_rows`` views as one flat int32 array and the per-view lengths.
+
+    View ``r`` is ``bos view_start (pose sep)* view_end eos``, or ``bos view_start no_object view_end
+    eos`` when no pose belongs to it. Each batch ``(view (n,), rank (n,), ids (n, L))`` holds n
+    already-encoded poses of L tokens; a view's poses follow ``rank`` (ascending, unique per view).
+    Built with array operations only, so whole robot episodes cost no Python loop per pose.
+    """
     sep = book.special_id("sep")
-    body: list[int] = []
-    for ids in pose_tokens:
-        body += [*ids, sep]
-    if not body:
-        body = [book.special_id("no_object")]
-    return [book.special_id("bos"), book.special_id("view_start"), *body,
-            book.special_id("view_end"), book.special_id("eos")]
+    rows = np.concatenate([np.asarray(b[0], np.int64) for b in batches] or [np.zeros(0, np.int64)])
+    ranks = np.concatenate([np.asarray(b[1], np.int64) for b in batches] or [np.zeros(0, np.int64)])
+    size = np.concatenate([np.full(len(b[0]), np.shape(b[2])[1] + 1) for b in batches] or [np.zeros(0, np.int64)])
+    order = np.lexsort((ranks, rows))  # sequence order: by view, then rank
+    body = np.bincount(rows, weights=size, minlength=n_rows).astype(np.int64)
+    empty = body == 0
+    lengths = body + empty + 4  # bos view_start ... view_end eos
+    starts = np.cumsum(lengths) - lengths
+    flat = np.empty(int(lengths.sum()), dtype=np.int32)
+    flat[starts] = book.special_id("bos")
+    flat[starts + 1] = book.special_id("view_start")
+    flat[starts[empty] + 2] = book.special_id("no_object")
+    flat[starts + lengths - 2] = book.special_id("view_end")
+    flat[starts + lengths - 1] = book.special_id("eos")
+    # Start of each pose: its view's body start plus the sizes of the view's earlier poses.
+    before = np.cumsum(size[order]) - size[order] - (np.cumsum(body) - body)[rows[order]]
+    first = np.empty(len(rows), np.int64)
+    first[order] = starts[rows[order]] + 2 + before
+    done = 0
+    for _, _, ids in batches:
+        ids = np.asarray(ids, np.int64).reshape(len(ids), -1)
+        at = first[done:done + len(ids), None] + np.arange(ids.shape[1] + 1)
+        flat[at] = np.concatenate([ids, np.full((len(ids), 1), sep)], axis=1)
+        done += len(ids)
+    return flat, lengths
+
+
+def view_sequence(book: Codebook, pose_tokens: Iterable[Sequence[int]]) -> list[int]:
+    """``bos view_start (pose sep)* view_end eos`` around already-encoded poses (one view)."""
+    batches = [(np.zeros(1), np.array([i]), np.array([ids])) for i, ids in enumerate(pose_tokens)]
+    return layout_sequences(book, 1, batches)[0].tolist()
 
 
 def encode_view(book: Codebook, poses: Iterable[Pose], width: int, height: int,
@@ -432,26 +463,133 @@ def fit_codebook(samples: Mapping[str, np.ndarray], base: Codebook | None = None
 
 
 # ------------------------------------------------------------------------------ record rows
+POSE_LISTS = ("objects", "ego", "waypoints")  # the record's pose-list columns, in token order
+
+
+@dataclass(frozen=True)
+class PoseArrays:
+    """N items of one pose-list column (``objects``, ``ego`` or ``waypoints``) of many rows, flat.
+
+    ``row (N,)`` the row each item belongs to; ``name (N,)`` object category or ego name;
+    ``uv (N, 2)`` centre [px], NaN when behind the camera; ``t (N, 3)`` [m] and ``q (N, 4)``
+    ``[w, x, y, z]`` in that row's camera frame; ``size (N, 3)`` [m] for objects; ``gripper (N,)``
+    0 open .. 1 closed for arms, present where ``has_gripper`` (default: every item); ``offset (N,)``
+    steps ahead for waypoints.
+    """
+
+    row: np.ndarray
+    name: np.ndarray
+    uv: np.ndarray
+    t: np.ndarray
+    q: np.ndarray
+    size: np.ndarray | None = None
+    gripper: np.ndarray | None = None
+    has_gripper: np.ndarray | None = None
+    offset: np.ndarray | None = None
+
+
+def sequence_order(column: str, items: PoseArrays) -> np.ndarray:
+    """Indices of the items that enter the token sequences, grouped by row (ascending) and, within a
+    row: objects near to far (camera-frame z, Pose-VLA's ``near2far``), ego items as stored,
+    waypoints by (name, offset). Items behind the camera (no ``center_uv``) have no 2D anchor and
+    are left out."""
+    front = np.flatnonzero(np.all(np.isfinite(items.uv), axis=1))
+    keys: tuple[np.ndarray, ...] = ()
+    if column == "objects":
+        keys = (items.t[front, 2],)
+    elif column == "waypoints" and front.size:
+        rank = {name: i for i, name in enumerate(sorted(set(items.name[front])))}  # few names, many items
+        keys = (items.offset[front], np.array([rank[name] for name in items.name[front]], dtype=np.int64))
+    return front[np.lexsort((*keys, items.row[front]))]  # stable; the last key is the primary one
+
+
+def record_sequences(book: Codebook, width: np.ndarray, height: np.ndarray, lists: Mapping[str, PoseArrays],
+                     counter: ClipCounter | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``tokens`` column of ``len(width)`` record rows (image sizes [px]) from their pose lists
+    (``objects`` / ``ego`` / ``waypoints`` -> :class:`PoseArrays`): flat int32 ids and per-row
+    lengths. A row's poses are its objects, then ego items, then waypoints, each in
+    :func:`sequence_order`; objects carry size tokens, items with a gripper a grip token."""
+    width, height = np.asarray(width), np.asarray(height)
+    span = 1 + sum(len(items.row) for items in lists.values())  # ranks of column c: c * span + position
+    batches = []
+    for c, column in enumerate(POSE_LISTS):
+        items = lists.get(column)
+        if items is None:
+            continue
+        order = sequence_order(column, items)
+        rank = c * span + np.arange(len(order))
+        has = np.full(len(order), items.gripper is not None)
+        if items.gripper is not None and items.has_gripper is not None:
+            has = np.asarray(items.has_gripper, bool)[order]
+        for with_gripper in (False, True):
+            pick = np.flatnonzero(has == with_gripper)
+            if pick.size == 0:
+                continue
+            i, rows = order[pick], items.row[order[pick]]
+            ids = encode_poses(book, items.uv[i], items.t[i], items.q[i], width[rows], height[rows],
+                               size=None if items.size is None else items.size[i],
+                               gripper=items.gripper[i] if with_gripper else None, counter=counter)
+            batches.append((rows, rank[pick], ids))
+    return layout_sequences(book, len(width), batches)
+
+
+def _row_lists(row: Mapping) -> dict[str, PoseArrays]:
+    """The pose lists of one record row (schema v1 dict), as :class:`PoseArrays` of row 0."""
+    lists = {}
+    for column in POSE_LISTS:
+        items = row.get(column) or []
+        n = len(items)
+        uv = np.array([[np.nan, np.nan] if x["center_uv"] is None else x["center_uv"] for x in items], np.float64)
+        grip = [x.get("gripper") for x in items]
+        lists[column] = PoseArrays(
+            row=np.zeros(n, np.int64),
+            name=np.array([x["category" if column == "objects" else "name"] for x in items], dtype=object),
+            uv=uv.reshape(n, 2),
+            t=np.array([x["t"] for x in items], np.float64).reshape(n, 3),
+            q=np.array([x["q"] for x in items], np.float64).reshape(n, 4),
+            size=np.array([x["size"] for x in items], np.float64).reshape(n, 3) if column == "objects" else None,
+            gripper=None if column == "objects" else np.array([np.nan if g is None else g for g in grip], np.float64),
+            has_gripper=np.array([g is not None for g in grip], bool),
+            offset=np.array([x["offset_steps"] for x in items], np.int64) if column == "waypoints" else None,
+        )
+    return lists
+
+
 def poses_of_row(row: Mapping) -> list[Pose]:
-    """The poses a record row (schema v1 dict) contributes to its token sequence, in order:
-    objects near to far (Pose-VLA's ``near2far``), then ego items, then waypoints by offset.
-    Items behind the camera (no ``center_uv``) have no 2D anchor and are left out."""
+    """The poses a record row (schema v1 dict) contributes to its token sequence, in order
+    (:func:`record_sequences`), labelled: object category, ego name, or ego name and offset
+    (``"left arm 15"``). Built straight from the row's dicts (the loader calls it per sample); only
+    the order goes through :func:`sequence_order`."""
     poses = []
-    objects = sorted((o for o in row.get("objects") or [] if o["center_uv"] is not None), key=lambda o: o["t"][2])
-    for o in objects:
-        poses.append(Pose(o["category"], tuple(o["center_uv"]), tuple(o["t"]), tuple(o["q"]), size=tuple(o["size"])))
-    for e in row.get("ego") or []:
-        if e["center_uv"] is not None:
-            poses.append(Pose(e["name"].replace("_", " "), tuple(e["center_uv"]), tuple(e["t"]), tuple(e["q"]),
-                              gripper=e["gripper"]))
-    waypoints = sorted((w for w in row.get("waypoints") or [] if w["center_uv"] is not None),
-                       key=lambda w: (w["name"], w["offset_steps"]))
-    for w in waypoints:
-        label = f"{w['name'].replace('_', ' ')} {w['offset_steps']}"
-        poses.append(Pose(label, tuple(w["center_uv"]), tuple(w["t"]), tuple(w["q"]), gripper=w["gripper"]))
+    for column in POSE_LISTS:
+        items = row.get(column) or []
+        if not items:
+            continue
+        objects = column == "objects"
+        nan = (np.nan, np.nan)
+        keys = PoseArrays(
+            row=np.zeros(len(items), np.int64),
+            name=np.array([x["category" if objects else "name"] for x in items], dtype=object),
+            uv=np.array([nan if x["center_uv"] is None else x["center_uv"] for x in items], np.float64),
+            t=np.array([x["t"] for x in items], np.float64),
+            q=np.zeros((len(items), 4)),
+            offset=np.array([x["offset_steps"] for x in items], np.int64) if column == "waypoints" else None,
+        )
+        for i in sequence_order(column, keys):
+            x = items[i]
+            if objects:
+                poses.append(Pose(x["category"], tuple(x["center_uv"]), tuple(x["t"]), tuple(x["q"]),
+                                  size=tuple(x["size"])))
+                continue
+            label = x["name"].replace("_", " ")
+            if column == "waypoints":
+                label = f"{label} {x['offset_steps']}"
+            poses.append(Pose(label, tuple(x["center_uv"]), tuple(x["t"]), tuple(x["q"]), gripper=x.get("gripper")))
     return poses
 
 
 def row_tokens(book: Codebook, row: Mapping, counter: ClipCounter | None = None) -> list[int]:
-    """The ``tokens`` column of one record row under ``book``."""
-    return encode_view(book, poses_of_row(row), row["width"], row["height"], counter)
+    """The ``tokens`` column of one record row under ``book``, recomputed from its stored poses with
+    the builder every converter uses (:func:`record_sequences`)."""
+    ids, _ = record_sequences(book, np.array([row["width"]]), np.array([row["height"]]), _row_lists(row), counter)
+    return ids.tolist()

@@ -56,3 +56,30 @@ def valid_rows(rng) -> list[dict]:
 @pytest.fixture
 def valid_table(valid_rows):
     return to_table(valid_rows)
+
+
+@pytest.fixture(scope="session")
+def bundled_sample(tmp_path_factory):
+    """``dataset -> results`` of converting its bundled sample in-process (every unit of the plan:
+    EpisodeRows and Rejected), once per test session however many tests ask for it. The MANO-parameter
+    sources get the stand-in model that convert.py hands them for the sample."""
+    from converters.base import UnitStats, load_converter  # imported here: pipelines.samples loads every writer
+    from pipelines.samples import MANO_SAMPLES, SYNTHETIC_MANO_DIR, ensure_sample
+    from schemas.catalog import load_catalog
+
+    results: dict[str, list] = {}
+
+    def convert(dataset: str) -> list:
+        if dataset not in results:
+            folder = ensure_sample(dataset, tmp_path_factory.mktemp(dataset), num_episodes=1)
+            entry = load_catalog().dataset(dataset)
+            options = dict(entry.options)
+            if dataset in MANO_SAMPLES:
+                assert (folder / SYNTHETIC_MANO_DIR / "MANO_RIGHT.pkl").is_file()
+                options["mano_dir"] = str(folder / SYNTHETIC_MANO_DIR)
+            converter = load_converter(entry, folder, options)
+            units = converter.plan()
+            results[dataset] = [r for u in units for r in converter.convert_unit(u, default_codebook(), UnitStats())]
+        return results[dataset]
+
+    return convert

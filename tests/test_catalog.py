@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from schemas.catalog import DEFAULT_CATALOG, CatalogError, load_catalog, parse_catalog
+from schemas.converter_options import ConverterOptions
+from schemas.registry import CONVERTERS
 
 GOOD_ENTRY = """\
 datasets:
   toy:
     converter: droid
-    converter_status: planned
+    converter_status: available
     source_format: rlds_droid
     license: CC-BY-4.0
     citation: someone
@@ -84,20 +86,84 @@ def test_unreadable_file_is_named(tmp_path):
 
 
 def test_registrations_agree():
-    """One truth for what converts: every `available` dataset names a registered converter, every
-    registered converter serves an `available` dataset, and every bundled sample is for one."""
-    from converters.base import REGISTRY
+    """One truth for what converts (schemas/registry.py): every registered converter has an options
+    model, a class, and bundled samples whose catalog entries name it; the samples are exactly
+    pipelines.samples.SAMPLES; every `available` dataset names a registered converter."""
+    import importlib
+
     from pipelines.samples import SAMPLES
 
     catalog = load_catalog()
+    for name, reg in CONVERTERS.items():
+        assert issubclass(reg.options, ConverterOptions), name
+        module, cls = reg.target.split(":")
+        assert getattr(importlib.import_module(module), cls).name == name
+        assert reg.samples, f"converter {name} has no bundled sample"
+        wrong = [s for s in reg.samples if catalog.dataset(s).converter != name]
+        assert not wrong, f"samples registered for {name} whose catalog entry names another converter: {wrong}"
+    registered_samples = [s for reg in CONVERTERS.values() for s in reg.samples]
+    assert sorted(registered_samples) == sorted(SAMPLES)
     available = {name: e for name, e in catalog.datasets.items() if e.converter_status == "available"}
-    unregistered = sorted(f"{n} ({e.converter})" for n, e in available.items() if e.converter not in REGISTRY)
-    assert not unregistered, f"available datasets without a converter: {unregistered}"
-    unused = sorted(set(REGISTRY) - {e.converter for e in available.values()})
-    assert not unused, f"registered converters no available dataset uses: {unused}"
-    stray = sorted(set(SAMPLES) - set(available))
-    assert not stray, f"bundled samples for datasets that are not available: {stray}"
-    planned_but_registered = sorted(
-        n for n, e in catalog.datasets.items() if e.converter_status == "planned" and e.converter in REGISTRY
-    )
-    assert not planned_but_registered, f"planned datasets whose converter exists: {planned_but_registered}"
+    assert {e.converter for e in available.values()} == set(CONVERTERS)
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    ("converter_status: available", "converter_status: planned",
+     r"c.yaml:4: datasets.toy.converter_status: 'planned', but converter 'droid' is registered"),
+    ("converter: droid", "converter: rdt", r"c.yaml:4: datasets.toy.converter_status: 'available', but converter "
+                                           r"'rdt' is not registered"),
+])
+def test_converter_status_must_match_the_registry(old, new, expected):
+    with pytest.raises(CatalogError, match=expected):
+        parse_catalog(GOOD_ENTRY.replace(old, new), "c.yaml")
+
+
+def test_converter_status_follows_the_registry_when_left_out():
+    catalog = parse_catalog(GOOD_ENTRY.replace("    converter_status: available\n", ""), "c.yaml")
+    assert catalog.datasets["toy"].converter_status == "available"
+    planned = GOOD_ENTRY.replace("    converter_status: available\n", "").replace("droid", "rdt")
+    assert parse_catalog(planned, "c.yaml").datasets["toy"].converter_status == "planned"
+
+
+@pytest.mark.parametrize("options,expected", [
+    ("    options:\n      jpeg_quality: 95\n", r"c.yaml:12: datasets.toy.options.jpeg_quality: Extra inputs are "
+                                                 r"not permitted \(got 95\)"),  # droid never encodes JPEG
+    ("    options:\n      use_keep_ranges: true\n      calibration_wh: [1280, 720, 3]\n",
+     r"c.yaml:13: datasets.toy.options.calibration_wh: Tuple should have at most 2 items"),
+    ("    options: {calibration_dir: /data/calib, fps: -1}\n",
+     r"c.yaml:11: datasets.toy.options.fps: Input should be greater than 0 \(got -1\)"),
+])
+def test_bad_options_name_file_line_and_key(options, expected):
+    text = GOOD_ENTRY.replace("    views: [cam]\n", "    views: [cam]\n" + options)
+    with pytest.raises(CatalogError, match=expected):
+        parse_catalog(text, "c.yaml")
+
+
+def test_every_problem_in_the_options_is_reported_at_its_line(tmp_path):
+    """A bad value and an unknown key in a LIBERO entry of a catalog file: both refused at load,
+    each with the file, its line and the key path."""
+    lines = DEFAULT_CATALOG.read_text().splitlines()
+    start = lines.index("  libero_goal:")
+    quality = next(i for i in range(start, len(lines)) if lines[i] == "      jpeg_quality: 95")
+    width = next(i for i in range(start, len(lines)) if lines[i] == "      gripper_max_width_m: 0.08")
+    lines[quality] = "      jpeg_quality: 300"
+    lines[width] = "      gripper_max_width: 0.08"
+    path = tmp_path / "catalog.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CatalogError) as e:
+        load_catalog(path)
+    assert sorted(str(e.value).splitlines()) == [
+        f"{path}:{width + 1}: datasets.libero_goal.options.gripper_max_width: Extra inputs are not permitted "
+        "(got 0.08)",
+        f"{path}:{quality + 1}: datasets.libero_goal.options.jpeg_quality: Input should be less than or equal to 100 "
+        "(got 300)",
+    ]
+
+
+def test_set_overrides_are_checked_against_the_same_model(tmp_path):
+    from converters.base import load_converter
+
+    entry = load_catalog().dataset("libero_spatial")
+    with pytest.raises(ValueError, match=r"dataset 'libero_spatial': options.jpeg_quality: Input should be less "
+                                         r"than or equal to 100 \(got 300\); options.colour: Extra inputs"):
+        load_converter(entry, tmp_path, {"jpeg_quality": 300, "colour": "red"})

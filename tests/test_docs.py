@@ -41,3 +41,18 @@ def test_relative_links_resolve(page):
         elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
             broken.append(f"{target} (no heading #{anchor} in {resolved.name})")
     assert not broken, f"{page.relative_to(ROOT)}: broken links: {broken}"
+
+
+def test_catalog_page_lists_every_converter_option():
+    """docs/catalog.md names every registered converter and each of its own option fields."""
+    from schemas.converter_options import Jpeg, Mano, Trajectory
+    from schemas.registry import CONVERTERS
+
+    shared = {*Trajectory.model_fields, *Jpeg.model_fields, *Mano.model_fields}
+
+    text = (ROOT / "docs" / "catalog.md").read_text()
+    for name, registration in CONVERTERS.items():
+        assert f"| {name} |" in text, f"docs/catalog.md: no options row for converter {name}"
+        for field in registration.options.model_fields:
+            if field not in shared:
+                assert f"`{field}`" in text, f"docs/catalog.md: {name} option `{field}` is not documented"

@@ -126,6 +126,9 @@ def test_environment_and_usage_errors_exit_2_with_one_line(tmp_path, capsys):
     assert rc == 2 and "environment" in err and "file" in err
     rc, err = run_cli([*base, "--out", str(tmp_path / "out"), "--set", "views=[head, wrist"], capsys)
     assert rc == 2 and "not valid YAML" in err
+    rc, err = run_cli([*base, "--out", str(tmp_path / "out"), "--set", "jpeg_quality=300"], capsys)
+    assert rc == 2 and "options.jpeg_quality: Input should be less than or equal to 100 (got 300)" in err
+    assert not (tmp_path / "out").exists()
     rc, err = run_cli(["--dataset", "robotwin2", "--source", str(tmp_path / "nope"), "--out", str(tmp_path)], capsys)
     assert rc == 2 and "no such file" in err
 

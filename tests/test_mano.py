@@ -77,7 +77,7 @@ def test_manopth_conventions(mano_dir):
 
 def test_missing_model_names_the_files_and_where_to_register(tmp_path):
     with pytest.raises(MissingManoModel, match=r"MANO_RIGHT\.pkl.*MANO_LEFT\.pkl.*https://mano\.is\.tue\.mpg\.de"):
-        require_mano_dir({}, "arctic")
+        require_mano_dir(None, "arctic")
     (tmp_path / "MANO_RIGHT.pkl").write_bytes(b"")
     with pytest.raises(MissingManoModel, match=r"missing: MANO_LEFT\.pkl in"):
-        require_mano_dir({"mano_dir": str(tmp_path)}, "arctic")
+        require_mano_dir(str(tmp_path), "arctic")
