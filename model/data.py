@@ -5,15 +5,19 @@ with its own generator seeded by ``(seed, w, i)``: pick a member dataset by its 
 (train; for ``val`` / ``test`` by its rows in that split, so every held-out row is equally likely),
 a Parquet ROW GROUP of that member, then a frame of the requested split inside it. By default
 the row group comes from a POOL: samples ``b*block_samples ... (b+1)*block_samples - 1`` draw
-from ``pool_row_groups`` row groups per member, chosen at random for block ``b`` (seeded by
-``(seed, w, b, member)``), so one row-group read serves many samples (a shuffle buffer of a few
-thousand frames per member, with no fill time). ``pool_row_groups=None`` draws any row group
-for every sample (evaluation). Row groups are partitioned across all DataLoader workers of all
-ranks (``index % total == worker``), so no two workers read the same rows; a worker whose
-partition lacks a member (or whose member has no frame of the split) samples the others with
-their weights renormalised. Because every
-draw is a pure function of ``(seed, worker, index)``, :meth:`state_dict` / :meth:`load_state_dict`
-resume exactly: a resumed loader yields the very samples an uninterrupted one would.
+from a pool of row groups per member, chosen at random for block ``b`` (seeded by
+``(seed, w, b, member)``), so one row-group read serves many samples: a shuffle buffer with no fill
+time. The pool holds at least ``pool_row_groups`` row groups and at least :data:`POOL_ROWS` rows
+(estimated from the member's mean row-group size), so members whose row groups are small (a
+still-image scene of a few views per row group) still mix many scenes in every batch; with
+``pool_row_groups`` alone, an object dataset of one 3-row scene per row group trained on 8
+scenes at a time, and the stage-1 loss jumped by ~1 nat at every new block.
+``pool_row_groups=None`` draws any row group for every sample (evaluation). Row groups are
+partitioned across all DataLoader workers of all ranks (``index % total == worker``), so no two
+workers read the same rows; a worker whose partition lacks a member (or whose member has no frame
+of the split) samples the others with their weights renormalised. Because every draw is a pure
+function of ``(seed, worker, index)``, :meth:`state_dict` / :meth:`load_state_dict` resume exactly:
+a resumed loader yields the very samples an uninterrupted one would.
 
 A sample groups the views of one frame: images decoded by libjpeg-turbo straight into one
 ``(V, H, W, 3)`` array (:func:`decode_image`: RGB, optionally resized, ``K`` rescaled to match),
@@ -52,8 +56,9 @@ from schemas.mixture import SPLITS, load_mixture, split_of
 from schemas.record import _fixed_matrix
 from schemas.tokenizer import Codebook, default_codebook, poses_of_row, row_tokens
 
-ROW_GROUP_CACHE = 32  # at least; raised to pool_row_groups x members
+ROW_GROUP_CACHE = 32  # at least; raised to the pools' row groups over all members
 POOL_ROW_GROUPS = 8
+POOL_ROWS = 2400  # at least this many rows per member pool (DROID: 8 row groups of 300 rows)
 BLOCK_SAMPLES = 256
 LIGHT_COLUMNS = ["sample_id", "view", "image", "width", "height", "K", "instruction", "state", "action", "tokens"]
 POSE_COLUMNS = ["objects", "ego", "waypoints"]
@@ -184,6 +189,9 @@ class MixtureDataset(IterableDataset):
         self.members = self.record["members"]
         self._sha256 = {s["path"]: s["sha256"] for m in self.members for s in m["shards"]}
         self.row_groups = [self._split_row_groups(m) for m in self.members]
+        self.pool_sizes = [
+            self._pool_size(m, len(g), pool_row_groups) for m, g in zip(self.members, self.row_groups, strict=True)
+        ]
         if not any(self.row_groups):
             counts = {m["dataset"]: m["rows"] for m in self.members}
             raise LoaderError(
@@ -199,7 +207,7 @@ class MixtureDataset(IterableDataset):
         self.start = 0  # first sample index (per worker) after load_state_dict
         self.pool_row_groups, self.block_samples = pool_row_groups, block_samples
         self._codebook_id = self.codebook.codebook_id
-        self.cache_size = max(ROW_GROUP_CACHE, (pool_row_groups or 0) * len(self.members))
+        self.cache_size = max(ROW_GROUP_CACHE, sum(self.pool_sizes))
         self._cache: OrderedDict = OrderedDict()
         self._files: OrderedDict = OrderedDict()  # open shards (footer parsed once), per process
         self._files_pid = os.getpid()
@@ -223,6 +231,16 @@ class MixtureDataset(IterableDataset):
                 if any(split_of(member["dataset"], e, self.val_fraction, s) == self.split for e, s in pairs):
                     groups.append((shard["path"], g))
         return groups
+
+    @staticmethod
+    def _pool_size(member: dict, n_groups: int, pool_row_groups: int | None) -> int:
+        """Row groups per pool of ``member``: ``pool_row_groups``, or more where its row groups are
+        small, so that a pool holds about :data:`POOL_ROWS` rows (0 without pooling)."""
+        if pool_row_groups is None:
+            return 0
+        sizes = [n for shard in member["shards"] for n in shard["row_groups"]]
+        mean_rows = sum(sizes) / max(len(sizes), 1)
+        return min(n_groups, max(pool_row_groups, round(POOL_ROWS / max(mean_rows, 1.0))))
 
     # ------------------------------------------------------------------------------ resume
     def state_dict(self, consumed: int) -> dict:
@@ -303,12 +321,13 @@ class MixtureDataset(IterableDataset):
     def _pool(self, worker: int, total: int, block: int, member: int) -> list[tuple[str, int]]:
         """The row groups member ``member`` serves block ``block`` from (all of them without pooling)."""
         mine = self._partition(worker, total)[member]
-        if self.pool_row_groups is None or len(mine) <= self.pool_row_groups:
+        size = self.pool_sizes[member]
+        if self.pool_row_groups is None or len(mine) <= size:
             return mine
         key = (worker, total, block, member)
         if key not in self._pools:
             rng = np.random.default_rng([self.seed, worker, block, member, 1])
-            picks = rng.choice(len(mine), self.pool_row_groups, replace=False)
+            picks = rng.choice(len(mine), size, replace=False)
             self._pools = {k: v for k, v in self._pools.items() if k[:3] == key[:3]}  # this block only
             self._pools[key] = [mine[int(j)] for j in picks]
         return self._pools[key]

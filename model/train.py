@@ -20,6 +20,7 @@ budget, poses dropped per kind) and ``loss_curve.png``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import sys
@@ -289,6 +290,8 @@ def train(
             save_checkpoint(ckpt, model, optim, sched, step, cfg, info)
     bar.close()
     metrics.close()
+    del batches  # stop its worker now: a later DataLoader's fork must not inherit this iterator
+    gc.collect()
     plot_losses(out)
     if progress:
         print(describe(logged_counts(log), cfg.max_tokens))

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from torch.utils.data import DataLoader
 
-from model.data import MixtureDataset, collate
+from model.data import POOL_ROWS, MixtureDataset, collate
 from pipelines.build_mixture import build, effective_weights
 from pipelines.engine import Engine
 from pipelines.manifest import ManifestError
@@ -280,6 +280,22 @@ def test_demo_pose_splits_hold_out_whole_scenes_and_source_test_rows(data):
     assert "bop_ycbv" not in train and train == {"omni3d_sunrgbd", "objectron"}
     test = MixtureDataset(mixtures["demo_pose"], split="test")
     assert {test.draw(0, 1, i)["dataset"] for i in range(20)} == {"bop_ycbv"}
+
+
+def test_pools_hold_enough_rows_when_row_groups_are_small(data):
+    """A block's pool is at least POOL_ROWS rows: an Objectron member stored one frame per row group
+    mixes all its training scenes in a block (with 2 row groups per pool it saw at most 2 scenes,
+    and stage 1 memorised each block), while 300-row robot row groups keep 8 per pool."""
+    root, mixtures = data
+    dataset = MixtureDataset(mixtures["demo_pose"], pool_row_groups=2, block_samples=100_000)
+    drawn = [dataset.draw(0, 1, i) for i in range(300)]
+    scenes = {s["episode_id"] for s in drawn if s["dataset"] == "objectron"}
+    assert len(scenes) >= 5, scenes
+    robot = {"shards": [{"row_groups": [300] * 159 + [120]}]}
+    assert MixtureDataset._pool_size(robot, 160, 8) == 8  # DROID's stream is unchanged
+    assert MixtureDataset._pool_size({"shards": [{"row_groups": [3] * 120}]}, 120, 8) == 120
+    assert MixtureDataset._pool_size({"shards": [{"row_groups": [1] * 5000}]}, 5000, 8) == POOL_ROWS
+    assert MixtureDataset._pool_size(robot, 160, None) == 0
 
 
 def test_episode_in_two_source_splits_is_refused(data, tmp_path):
