@@ -53,7 +53,7 @@ from torch.utils.data import IterableDataset, default_collate, get_worker_info
 from pipelines.storage import open_parquet, open_shard, verify_sha256
 from schemas.geometry import resize_intrinsics
 from schemas.mixture import SPLITS, load_mixture, split_of
-from schemas.record import _fixed_matrix
+from schemas.record import fixed_matrix
 from schemas.tokenizer import Codebook, default_codebook, poses_of_row, row_tokens
 
 ROW_GROUP_CACHE = 32  # at least; raised to the pools' row groups over all members
@@ -117,7 +117,7 @@ class _Columns:
     def __init__(self, table: pa.Table):
         self.image = _Lists(_array(table.column("image")).field("bytes"))  # encoded bytes, zero-copy
         self.width, self.height = table.column("width").to_pylist(), table.column("height").to_pylist()
-        self.K = _fixed_matrix(table.column("K"), 9).reshape(-1, 3, 3)  # [px]; NaN: no intrinsics
+        self.K = fixed_matrix(table.column("K"), 9).reshape(-1, 3, 3)  # [px]; NaN: no intrinsics
         self.sample_id, self.view = table.column("sample_id").to_pylist(), table.column("view").to_pylist()
         self.instruction = table.column("instruction").to_pylist()
         self.state, self.action, self.tokens = (_Lists(_array(table.column(c))) for c in ("state", "action", "tokens"))

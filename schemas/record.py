@@ -149,7 +149,7 @@ class RecordValidationError(ValueError):
         super().__init__(f"{source}: {len(problems)} schema v{SCHEMA_VERSION} violation(s):\n  {shown}{more}")
 
 
-def _fixed_matrix(arr: pa.Array, width: int) -> np.ndarray:
+def fixed_matrix(arr: pa.Array, width: int) -> np.ndarray:
     """``(len(arr), width)`` float64 view of a fixed_size_list array; null entries become NaN."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -200,9 +200,9 @@ def _check_pose_list(table: pa.Table, column: str, K: np.ndarray, ids: list[str]
     if len(items) == 0:
         return []
     parents = pc.list_parent_indices(lists).to_numpy()
-    t = _fixed_matrix(items.field("t"), 3)
-    q = _fixed_matrix(items.field("q"), 4)
-    uv = _fixed_matrix(items.field("center_uv"), 2)
+    t = fixed_matrix(items.field("t"), 3)
+    q = fixed_matrix(items.field("q"), 4)
+    uv = fixed_matrix(items.field("center_uv"), 2)
     problems = []
     finite = np.all(np.isfinite(t), axis=1) & np.all(np.isfinite(q), axis=1)
     problems += _row_problems(parents[~finite], ids, f"{column}.t/q", "non-finite or null pose")
@@ -236,7 +236,7 @@ def find_problems(table: pa.Table, image_stride: int = 1) -> list[Problem]:
     if problems:
         return problems  # value checks assume the declared types
     ids = table.column("sample_id").to_pylist()
-    K = _fixed_matrix(table.column("K"), 9)
+    K = fixed_matrix(table.column("K"), 9)
     has_K = table.column("K").is_valid().to_numpy(zero_copy_only=False)
     problems += _check_intrinsics(K, ids, has_K)
     for column in POSE_LIST_COLUMNS:
@@ -246,7 +246,7 @@ def find_problems(table: pa.Table, image_stride: int = 1) -> list[Problem]:
                                   "poses need intrinsics: K is null in this row")
     kinds = table.column("kind").to_numpy(zero_copy_only=False)
     problems += _row_problems(np.flatnonzero(~np.isin(kinds, KINDS)), ids, "kind", f"must be one of {KINDS}")
-    T = _fixed_matrix(table.column("T_ref_cam"), 16)
+    T = fixed_matrix(table.column("T_ref_cam"), 16)
     present = table.column("T_ref_cam").is_valid().to_numpy(zero_copy_only=False)
     finite_T = np.all(np.isfinite(T), axis=1)
     problems += _row_problems(np.flatnonzero(present & ~finite_T), ids, "T_ref_cam", "non-finite value")
