@@ -45,12 +45,14 @@ def vector_features(
 
 def model_inputs(batch: dict, cfg: ModelConfig, device: torch.device) -> dict:
     """First view's uint8 image ``(B, H, W, 3)``, ``K``, text bytes and tokens. The tokens must
-    already fit ``cfg.max_tokens`` (:class:`model.token_budget.BudgetCollate` drops whole poses and
-    counts them); a longer batch is refused rather than cut inside a pose."""
+    already fit ``cfg.max_tokens`` (``model.batching.MixtureBatches(..., budget=)`` or
+    :class:`model.token_budget.BudgetCollate` drop whole poses and count them); a longer batch is
+    refused rather than cut inside a pose."""
     if batch["tokens"].shape[1] > cfg.max_tokens:
         raise ValueError(
             f"token sequences of {batch['tokens'].shape[1]} tokens exceed the model's budget of {cfg.max_tokens}: "
-            f"collate with model.token_budget.BudgetCollate({cfg.max_tokens}), which drops whole poses and counts them"
+            f"load with model.batching.MixtureBatches(dataset, batch_size, budget={cfg.max_tokens}) or collate with "
+            f"model.token_budget.BudgetCollate({cfg.max_tokens}), which drop whole poses and count them"
         )
     return {
         "images": batch["images"][:, 0].to(device),

@@ -5,13 +5,17 @@ with its own generator seeded by ``(seed, w, i)``: pick a member dataset by its 
 (train; for ``val`` / ``test`` by its rows in that split, so every held-out row is equally likely),
 a Parquet ROW GROUP of that member, then a frame of the requested split inside it. By default
 the row group comes from a POOL: samples ``b*block_samples ... (b+1)*block_samples - 1`` draw
-from a pool of row groups per member, chosen at random for block ``b`` (seeded by
-``(seed, w, b, member)``), so one row-group read serves many samples: a shuffle buffer with no fill
-time. The pool holds at least ``pool_row_groups`` row groups and at least :data:`POOL_ROWS` rows
-(estimated from the member's mean row-group size), so members whose row groups are small (a
-still-image scene of a few views per row group) still mix many scenes in every batch; with
-``pool_row_groups`` alone, an object dataset of one 3-row scene per row group trained on 8
-scenes at a time, and the stage-1 loss jumped by ~1 nat at every new block.
+from a pool of row groups per member, so one row-group read serves many samples: a shuffle buffer
+with no fill time. The pool turns over gradually: each block draws :data:`POOL_TURNOVER`-th of the
+pool's row groups anew (seeded by ``(seed, w, block, member)``) and keeps those of the previous
+``POOL_TURNOVER - 1`` blocks, so every batch still mixes the whole pool while each row group read
+serves ``POOL_TURNOVER`` blocks (with the whole pool redrawn per block, reading row groups cost a
+quarter of the loader's time; docs/benchmarks.md). The pool holds at least ``pool_row_groups`` row
+groups and at least :data:`POOL_ROWS` rows (estimated from the member's mean row-group size), so
+members whose row groups are small (a still-image scene of a few views per row group) still mix
+many scenes in every batch; with ``pool_row_groups`` alone, an object dataset of one 3-row scene
+per row group trained on 8 scenes at a time, and the stage-1 loss jumped by ~1 nat at every new
+block.
 ``pool_row_groups=None`` draws any row group for every sample (evaluation). Row groups are
 partitioned across all DataLoader workers of all ranks (``index % total == worker``), so no two
 workers read the same rows; a worker whose partition lacks a member (or whose member has no frame
@@ -30,8 +34,10 @@ shard's sha256 is checked against the mixture manifest before its first row grou
 (once per file and process): a modified or truncated shard is refused, naming the file.
 
 Speed (docs/benchmarks.md): a row group's columns become NumPy once when it is read (one Arrow
-thread: the parallelism is the DataLoader's workers), shards stay open per process, and
-:func:`collate` stacks with NumPy, or in a worker straight into shared memory.
+thread: the parallelism is the DataLoader's workers), its pose columns only when poses are asked
+for, shards stay open per process, and :func:`collate` stacks with NumPy, or in a worker straight
+into shared memory. :class:`model.batching.MixtureBatches` makes whole batches in the workers, the
+fastest path (what training uses).
 """
 
 from __future__ import annotations
@@ -39,8 +45,10 @@ from __future__ import annotations
 import os
 from bisect import bisect_right
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -60,9 +68,11 @@ ROW_GROUP_CACHE = 32  # at least; raised to the pools' row groups over all membe
 POOL_ROW_GROUPS = 8
 POOL_ROWS = 2400  # at least this many rows per member pool (DROID: 8 row groups of 300 rows)
 BLOCK_SAMPLES = 256
+POOL_TURNOVER = 4  # a pool row group serves this many blocks: a quarter of the pool is new per block
 LIGHT_COLUMNS = ["sample_id", "view", "image", "width", "height", "K", "instruction", "state", "action", "tokens"]
-POSE_COLUMNS = ["objects", "ego", "waypoints"]
-LOADER_COLUMNS = ["episode_id", "split", "frame_index", *LIGHT_COLUMNS, *POSE_COLUMNS]  # the rest stays on disk
+POSE_COLUMNS = ["objects", "ego", "waypoints"]  # read only where poses are needed
+READ_COLUMNS = ["episode_id", "split", "frame_index", *LIGHT_COLUMNS]  # read with every row group
+LOADER_COLUMNS = [*READ_COLUMNS, *POSE_COLUMNS]  # the rest stays on disk
 
 
 REDUCED_DECODE = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2}
@@ -136,6 +146,10 @@ class _Lists:
         else:  # offsets of the slice, into the whole (unsliced) values
             self.offsets, self.values = array.offsets.to_numpy(), array.values.to_numpy(zero_copy_only=False)
         self.valid = None if array.null_count == 0 else array.is_valid().to_numpy(zero_copy_only=False)
+        lengths = np.diff(self.offsets)
+        self.matrix = None  # (rows, width) when every row is a list of one width (actions of one arm)
+        if self.valid is None and lengths.size and lengths.min() == lengths.max() > 0:
+            self.matrix = self.values[self.offsets[0] : self.offsets[-1]].reshape(lengths.size, int(lengths[0]))
 
     def __getitem__(self, row: int) -> np.ndarray | None:
         if self.valid is not None and not self.valid[row]:
@@ -150,16 +164,31 @@ def _array(column: pa.ChunkedArray) -> pa.Array:
 
 @dataclass
 class _RowGroup:
-    """A cached row group: its pose columns (Arrow) and other per-view columns, the frames of the
-    loader's split, the rows of each frame (views in stored order) and, per (episode, view), the
-    frames and rows in time order (for action chunks)."""
+    """A cached row group: its per-view columns, the frames of the loader's split, the rows of each
+    frame (views in stored order) and, per (episode, view), the frames and rows in time order (for
+    action chunks). The pose columns (nested: the costliest to read) are read on first use."""
 
-    poses: pa.Table  # POSE_COLUMNS
+    read_poses: Callable[[], pa.Table]  # reads POSE_COLUMNS of this row group
     columns: _Columns
     split_frames: list[tuple[str, int]]
     rows_of: dict[tuple[str, int], list[int]]
     timeline: dict[tuple[str, str], tuple[list[int], list[int]]]
     same_codebook: bool  # the stored ``tokens`` column is valid for the loader's codebook
+    _poses: pa.Table | None = None
+
+    @property
+    def poses(self) -> pa.Table:
+        if self._poses is None:
+            self._poses = self.read_poses()
+        return self._poses
+
+
+class Draw(NamedTuple):
+    """Where sample ``index`` of a worker comes from: a member, one of its row groups, a frame."""
+
+    member: int
+    group: _RowGroup
+    frame: tuple[str, int]  # (episode_id, frame_index)
 
 
 class MixtureDataset(IterableDataset):
@@ -214,6 +243,7 @@ class MixtureDataset(IterableDataset):
         self._partitions: dict[tuple[int, int], list[list[tuple[str, int]]]] = {}
         self._pools: dict[tuple, list[tuple[str, int]]] = {}
         self._cdfs: dict[tuple[int, int], np.ndarray] = {}
+        pa.array([0.0]).to_numpy()  # pyarrow imports pandas on its first to_numpy (~0.3 s): here, not per worker
 
     def _split_row_groups(self, member: dict) -> list[tuple[str, int]]:
         """Row groups of a member holding at least one frame of this split (reads ``episode_id`` and
@@ -253,7 +283,8 @@ class MixtureDataset(IterableDataset):
         self.start = int(state["next_index"])
 
     # ---------------------------------------------------------------------------- sampling
-    def _worker(self) -> tuple[int, int]:
+    def global_worker(self) -> tuple[int, int]:
+        """``(worker, total)``: this DataLoader worker's index over all workers of all ranks, and their number."""
         info = get_worker_info()
         n_workers, worker = (info.num_workers, info.id) if info else (1, 0)
         return self.rank * n_workers + worker, self.world_size * n_workers
@@ -270,8 +301,8 @@ class MixtureDataset(IterableDataset):
         return self._files[path]
 
     def __getstate__(self) -> dict:
-        """Picklable for spawned DataLoader workers: without the open files."""
-        return {**self.__dict__, "_files": OrderedDict()}
+        """Picklable for spawned DataLoader workers: without the open files and cached row groups."""
+        return {**self.__dict__, "_files": OrderedDict(), "_cache": OrderedDict()}
 
     def _row_group(self, path: str, index: int, member: dict) -> _RowGroup:
         """A row group's columns plus its frame index (computed once, cached)."""
@@ -279,7 +310,7 @@ class MixtureDataset(IterableDataset):
         if key not in self._cache:
             # one thread: the loader's parallelism is its DataLoader workers (Arrow's pool would
             # oversubscribe the cores they use)
-            table = self._shard(path).read_row_group(index, columns=LOADER_COLUMNS, use_threads=False)
+            table = self._shard(path).read_row_group(index, columns=READ_COLUMNS, use_threads=False)
             columns = _Columns(table)
             episodes = table.column("episode_id").to_pylist()
             frames, views = table.column("frame_index").to_pylist(), columns.view
@@ -298,7 +329,7 @@ class MixtureDataset(IterableDataset):
                 order = sorted(range(len(fs)), key=fs.__getitem__)
                 fs[:], rs[:] = [fs[j] for j in order], [rs[j] for j in order]
             self._cache[key] = _RowGroup(
-                table.select(POSE_COLUMNS),
+                lambda: self._shard(path).read_row_group(index, columns=POSE_COLUMNS, use_threads=False),
                 columns,
                 sorted(k for k in rows_of if in_split[k[0]]),
                 rows_of,
@@ -326,10 +357,12 @@ class MixtureDataset(IterableDataset):
             return mine
         key = (worker, total, block, member)
         if key not in self._pools:
-            rng = np.random.default_rng([self.seed, worker, block, member, 1])
-            picks = rng.choice(len(mine), size, replace=False)
+            picks = []  # POOL_TURNOVER generations of size / POOL_TURNOVER row groups, the oldest first
+            for generation in range(block - POOL_TURNOVER + 1, block + 1):
+                rng = np.random.default_rng([self.seed, worker, generation + POOL_TURNOVER, member, 1])
+                picks.extend(int(j) for j in rng.choice(len(mine), -(-size // POOL_TURNOVER), replace=False))
             self._pools = {k: v for k, v in self._pools.items() if k[:3] == key[:3]}  # this block only
-            self._pools[key] = [mine[int(j)] for j in picks]
+            self._pools[key] = [mine[j] for j in dict.fromkeys(picks)]  # a row group drawn twice counts once
         return self._pools[key]
 
     def _member_cdf(self, worker: int, total: int) -> np.ndarray:
@@ -345,8 +378,9 @@ class MixtureDataset(IterableDataset):
             self._cdfs[(worker, total)] = np.cumsum(weights)  # unnormalised: draw u in [0, cdf[-1])
         return self._cdfs[(worker, total)]
 
-    def draw(self, worker: int, total: int, index: int) -> dict:
-        """Sample ``index`` of global worker ``worker`` (of ``total``): a pure function of them."""
+    def locate(self, worker: int, total: int, index: int) -> Draw:
+        """Where sample ``index`` of global worker ``worker`` (of ``total``) comes from: a pure
+        function of them (reads the row group when it is not cached)."""
         rng = np.random.default_rng([self.seed, worker, index])
         # the member by inverse CDF (Generator.choice with p re-validates p on every call: ~0.3 ms)
         cdf = self._member_cdf(worker, total)
@@ -354,14 +388,21 @@ class MixtureDataset(IterableDataset):
         pool = self._pool(worker, total, index // self.block_samples, m)
         path, group = pool[int(rng.integers(len(pool)))]
         rows = self._row_group(path, group, self.members[m])
-        return self._sample(m, rows, rows.split_frames[int(rng.integers(len(rows.split_frames)))])
+        return Draw(m, rows, rows.split_frames[int(rng.integers(len(rows.split_frames)))])
 
-    def _sample(self, member: int, group: _RowGroup, key: tuple[str, int]) -> dict:
-        """The frame's views from the row group's converted columns. Only the pose columns (nested,
-        the costly ones to turn into Python) leave Arrow per sample, and only where they are used: the
-        first view's ground truth, and every view when tokens must be recomputed for another codebook."""
+    def draw(self, worker: int, total: int, index: int) -> dict:
+        """Sample ``index`` of global worker ``worker`` (of ``total``): a pure function of them."""
+        return self.sample(self.locate(worker, total, index))
+
+    def sample(self, where: Draw, images: bool = True, poses: bool = True) -> dict:
+        """The frame's views from the row group's converted columns: with ``images`` decoded (else
+        left for :meth:`decode_images`) and the first view's ground-truth ``poses`` (else left for
+        :meth:`poses`). Only the pose columns (nested, the costly ones to turn into Python) leave
+        Arrow per sample, and only where they are used: the first view's ground truth, and every
+        view when tokens must be recomputed for another codebook."""
+        group, key = where.group, where.frame
         columns, views = group.columns, group.rows_of[key]
-        posed = _rows(group.poses, views[:1] if group.same_codebook else views)
+        posed = [] if group.same_codebook else _rows(group.poses, views)
         Ks, tokens = [], []
         for i, r in enumerate(views):
             size = (columns.width[r], columns.height[r])
@@ -379,55 +420,73 @@ class MixtureDataset(IterableDataset):
         after = bisect_right(frames, key[1])
         before = rows[after - 2 : after - 1] if after >= 2 else []  # the episode's previous frame, if in this group
         later = rows[after : after + self.chunk - 1]
-        actions, mask = self._chunk(columns.action[first], [columns.action[r] for r in later])
+        actions, mask = self._chunk(columns.action, [first, *later])
         previous = columns.action[before[0]] if before else None
         state = columns.state[first]
-        return {
-            "dataset": self.members[member]["dataset"],
+        sample = {
+            "dataset": self.members[where.member]["dataset"],
             "sample_id": columns.sample_id[first],
             "episode_id": key[0],
             "frame_index": key[1],
             "views": [columns.view[r] for r in views],
-            "images": self._images(columns, views),
             "K": np.stack(Ks),
             "tokens": tokens,
             "instruction": columns.instruction[first],
-            "poses": poses_of_row(posed[0]),  # continuous ground truth of view 0, in token order
             "state": None if state is None else state.copy(),
             "actions": actions,
             "action_mask": mask,
             "previous_action": None if previous is None else previous.copy(),
         }
+        if images:
+            sample["images"] = self.decode_images(where)
+        if poses:  # continuous ground truth of view 0, in token order
+            sample["poses"] = poses_of_row(posed[0]) if posed else self.poses(where)
+        return sample
 
-    def _images(self, columns: _Columns, rows: list[int]) -> np.ndarray | list[np.ndarray]:
-        """The views' RGB images, decoded straight into one ``(V, H, W, 3)`` array when they have one
-        size (always with ``image_size``), else a list."""
+    def poses(self, where: Draw) -> list:
+        """The first view's continuous ground-truth poses, in token order (``schemas.tokenizer.poses_of_row``)."""
+        return poses_of_row(_rows(where.group.poses, where.group.rows_of[where.frame][:1])[0])
+
+    def image_shapes(self, where: Draw) -> list[tuple[int, int, int]]:
+        """``(H, W, 3)`` of each view's image as :meth:`decode_images` returns it."""
+        columns = where.group.columns
+        if self.image_size is not None:
+            return [(self.image_size[1], self.image_size[0], 3)] * len(where.group.rows_of[where.frame])
+        return [(columns.height[r], columns.width[r], 3) for r in where.group.rows_of[where.frame]]
+
+    def decode_images(self, where: Draw, out: np.ndarray | None = None) -> np.ndarray | list[np.ndarray]:
+        """The views' RGB images, decoded straight into one ``(V, H, W, 3)`` array (``out`` when
+        given) when they have one size (always with ``image_size``), else a list."""
+        columns, rows = where.group.columns, where.group.rows_of[where.frame]
         sizes = [(columns.width[r], columns.height[r]) for r in rows]
-        if self.image_size is None and len(set(sizes)) > 1:
+        if out is None and self.image_size is None and len(set(sizes)) > 1:
             return [decode_image(columns.image[r], *size, None) for r, size in zip(rows, sizes, strict=True)]
-        width, height = self.image_size or sizes[0]
-        out = np.empty((len(rows), height, width, 3), np.uint8)
+        if out is None:
+            width, height = self.image_size or sizes[0]
+            out = np.empty((len(rows), height, width, 3), np.uint8)
         for r, size, image in zip(rows, sizes, out, strict=True):
             decode_image(columns.image[r], *size, self.image_size, image)
         return out
 
-    def _chunk(
-        self, first: np.ndarray | None, later: list[np.ndarray]
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """``(chunk, A)`` actions from this frame's and the following frames' actions, last one
-        repeated past the end, and the mask of the real steps."""
+    def _chunk(self, actions: _Lists, rows: list[int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(chunk, A)`` actions of ``rows`` (this frame's and the following frames' in time order),
+        the last one repeated past the end, and the mask of the real steps."""
+        first = actions[rows[0]]
         if first is None:
             return None, None
-        seq = [first, *later[: self.chunk - 1]]
-        actions = np.zeros((self.chunk, len(first)), np.float32)
-        actions[: len(seq)] = np.asarray(seq, np.float32)
-        actions[len(seq) :] = actions[len(seq) - 1]
+        rows = rows[: self.chunk]
+        chunk = np.empty((self.chunk, len(first)), np.float32)
+        if actions.matrix is not None:  # one fancy index instead of a list per step
+            chunk[: len(rows)] = actions.matrix[rows]
+        else:
+            chunk[: len(rows)] = np.asarray([actions[r] for r in rows], np.float32)
+        chunk[len(rows) :] = chunk[len(rows) - 1]
         mask = np.zeros(self.chunk, np.float32)
-        mask[: len(seq)] = 1
-        return actions, mask
+        mask[: len(rows)] = 1
+        return chunk, mask
 
     def __iter__(self):
-        worker, total = self._worker()
+        worker, total = self.global_worker()
         index = self.start
         while self.num_samples is None or index < self.start + self.num_samples:
             yield self.draw(worker, total, index)
@@ -471,12 +530,35 @@ def require(batch: dict, key: str) -> torch.Tensor:
     raise LoaderError(f"the batch has no {key}: some of its samples' datasets ({datasets}) have none")
 
 
+def shared_views(samples: list[dict], view: int = 0) -> slice:
+    """The views a batch keeps: all when every sample has the same number, else only ``view``
+    (mixtures of 1- and 3-camera sources)."""
+    return slice(None) if len({len(s["views"]) for s in samples}) == 1 else slice(view, view + 1)
+
+
 def collate(samples: list[dict], view: int = 0) -> dict:
     """Batch samples: images ``(B, V, H, W, 3)`` uint8 and ``K`` ``(B, V, 3, 3)`` (equal sizes needed:
     set ``image_size``; when samples have different view counts, only view ``view``, V = 1), the
     tokens of view ``view`` padded with 0 (``pad``) plus a mask, and actions / action_mask, state
     and previous_action stacked when every sample has them with one shape (else left out; see
     :func:`require`). Raises :class:`LoaderError` for images of different sizes."""
+    views = shared_views(samples, view)
+    images = [[im.shape for im in s["images"][views]] for s in samples]
+    if len({shape for shapes in images for shape in shapes}) > 1:
+        sizes = sorted({f"{s['dataset']} {w}x{h}" for s, shapes in zip(samples, images, strict=True)
+                        for h, w, _ in shapes})
+        raise LoaderError(f"images of different sizes in one batch ({', '.join(sizes)}): set "
+                          f"MixtureDataset(image_size=(W, H)) to resize them to one size")
+    images = [np.asarray(s["images"][views]) for s in samples]
+    # in a DataLoader worker (one torch thread) torch's default_collate stacks straight into
+    # shared memory, so the batch reaches the main process without another copy
+    stacked = default_collate(images) if get_worker_info() else torch.from_numpy(np.stack(images))
+    return {"images": stacked, **collate_fields(samples, views, view)}
+
+
+def collate_fields(samples: list[dict], views: slice, view: int = 0) -> dict:
+    """Everything :func:`collate` batches but the images: ``K`` of ``views``, view ``view``'s tokens
+    padded, and the embodiment vectors where they stack."""
     # NumPy throughout: torch ops on a loaded machine wait for their intra-op thread pool (a
     # torch.stack of a batch's images took 100x longer than np.stack on 2 busy cores)
     tokens = [s["tokens"][view] for s in samples]
@@ -485,19 +567,7 @@ def collate(samples: list[dict], view: int = 0) -> dict:
     for i, t in enumerate(tokens):
         padded[i, : len(t)] = t
         mask[i, : len(t)] = True
-    # all views when every sample has the same ones; else only ``view`` (mixtures of 1- and 3-camera sources)
-    views = slice(None) if len({len(s["views"]) for s in samples}) == 1 else slice(view, view + 1)
-    images = [[im.shape for im in s["images"][views]] for s in samples]
-    if len({shape for shapes in images for shape in shapes}) > 1:
-        sizes = sorted({f"{s['dataset']} {w}x{h}" for s, shapes in zip(samples, images, strict=True)
-                        for h, w, _ in shapes})
-        raise LoaderError(f"images of different sizes in one batch ({', '.join(sizes)}): set "
-                          f"MixtureDataset(image_size=(W, H)) to resize them to one size")
-    images = [np.asarray(s["images"][views]) for s in samples]
     batch = {
-        # in a DataLoader worker (one torch thread) torch's default_collate stacks straight into
-        # shared memory, so the batch reaches the main process without another copy
-        "images": default_collate(images) if get_worker_info() else torch.from_numpy(np.stack(images)),
         "tokens": torch.from_numpy(padded),
         "token_mask": torch.from_numpy(mask),
         "K": torch.from_numpy(np.stack([s["K"][views] for s in samples]).astype(np.float32)),

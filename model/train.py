@@ -29,14 +29,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from model.actions import VectorSpace, fit_relative, spaces_of
 from model.batches import model_inputs, token_bins, vector_features
+from model.batching import MixtureBatches
 from model.data import MixtureDataset, require
 from model.network import PRESETS, ModelConfig, PoseVLA, soft_token_loss
-from model.token_budget import COUNTERS, BudgetCollate, describe
+from model.token_budget import COUNTERS, describe
 from schemas.mixture import load_mixture
 from schemas.tokenizer import Codebook, default_codebook
 
@@ -245,9 +245,9 @@ def train(
         step = int(previous["step"])
     dataset = MixtureDataset(mixture, "train", book, seed=seed, chunk=cfg.chunk, image_size=cfg.image_size)
     dataset.load_state_dict({"seed": seed, "split": "train", "next_index": step * batch_size})
-    # one worker overlaps decoding with compute; its draws equal those of the main process (worker 0 of 1)
-    budget = BudgetCollate(cfg.max_tokens, book)  # whole poses dropped past the budget, counted per batch
-    batches = iter(DataLoader(dataset, batch_size=batch_size, num_workers=1, collate_fn=budget))
+    # one worker overlaps decoding with compute; its draws equal those of the main process (worker 0 of 1);
+    # whole poses are dropped past the token budget, counted per batch
+    batches = iter(MixtureBatches(dataset, batch_size, budget=cfg.max_tokens).loader(num_workers=1))
     if previous:  # after the iterator: creating it draws a worker seed from the global RNG
         torch.set_rng_state(previous["torch_rng"])
     log = out / "metrics.jsonl"

@@ -13,9 +13,11 @@ On a generated DROID-format source (3 views, 180x320 JPEG) it measures, each as 
 * peak RSS of ``python -m pipelines.convert --workers 1`` (the whole process tree: driver, Ray,
   worker) for the 1x and the ``--scale``x source, and of each loader run;
 * output bytes per frame vs source bytes per frame;
-* loader samples/s (:class:`model.data.MixtureDataset`: JPEG decode of all views + pose tokens +
-  action chunk) with 0 and 2 DataLoader workers after every shard's sha256 check (a once per file
-  and process start-up cost, timed on its own), vs its floor: one process reading the loader's
+* loader samples/s (:class:`model.data.MixtureDataset` batched in the workers by
+  :class:`model.batching.MixtureBatches`, as training loads: JPEG decode of all views + pose
+  tokens + action chunk) with 0 and 2 DataLoader workers over ``--loader-samples`` samples (a
+  steady state) after every shard's sha256 check (a once per file and process start-up cost,
+  timed on its own), vs its floor: one process reading the loader's
   columns row group by row group with pyarrow and decoding every image with the loader's JPEG
   decoder (libjpeg-turbo through simplejpeg: the pixels of ``cv2.imdecode``, ~1.5x faster), nothing else;
 * the LeRobot v3.0 way: the same frames as MP4 files holding all episodes back to back, read with
@@ -200,12 +202,12 @@ def _timed_samples(batches) -> tuple[float, int]:
 
 
 def part_loader(mixture: str, workers: int, samples: int, repeats: int) -> dict:
-    """Samples/s of MixtureDataset through a DataLoader (batches of 32, full-size images), once
-    this process has checked every shard's sha256 (forked workers inherit the check; a training
-    run pays it once per file and process, this short measurement would pay it per repeat)."""
-    from torch.utils.data import DataLoader
-
-    from model.data import MixtureDataset, collate
+    """Samples/s of MixtureDataset through a DataLoader (batches of 32 made in the workers by
+    :class:`model.batching.MixtureBatches`, as training makes them; full-size images), once this
+    process has checked every shard's sha256 (forked workers inherit the check; a training run pays
+    it once per file and process, this short measurement would pay it per repeat)."""
+    from model.batching import MixtureBatches
+    from model.data import MixtureDataset
     from pipelines.storage import verify_sha256
     from schemas.mixture import load_mixture
 
@@ -218,8 +220,7 @@ def part_loader(mixture: str, workers: int, samples: int, repeats: int) -> dict:
     for r in range(repeats):
         per_worker = samples // max(workers, 1)
         dataset = MixtureDataset(mixture, split="train", seed=r, num_samples=per_worker)
-        loader = DataLoader(dataset, batch_size=LOADER_BATCH, num_workers=workers, collate_fn=collate)
-        seconds, count = _timed_samples(iter(loader))
+        seconds, count = _timed_samples(iter(MixtureBatches(dataset, LOADER_BATCH).loader(workers)))
         rates.append(count / seconds)
     return {"samples_per_s": summary(rates), "sha256_check": checked}
 
@@ -630,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes-per-shard", type=int, default=8, help="episodes per TFDS shard = per work unit")
     parser.add_argument("--scale", type=int, default=10, help="the large source is this many copies of the 1x")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per figure (median, min, max)")
-    parser.add_argument("--loader-samples", type=int, default=800, help="samples per loader measurement")
+    parser.add_argument("--loader-samples", type=int, default=3200,
+                        help="samples per loader measurement (a steady state: ~25 pool turnovers per worker)")
     parser.add_argument("--lerobot-episodes", type=int, default=2000,
                         help="episodes in the LeRobot v3.0 data file of the episode-read measurement")
     parser.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)

@@ -10,9 +10,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from torch.utils.data import DataLoader
 
+from model.batching import MixtureBatches
 from model.data import POOL_ROWS, MixtureDataset, collate
+from model.token_budget import BudgetCollate
+from model.worker_transfer import MAX_BUFFERS
 from pipelines.build_mixture import build, effective_weights
 from pipelines.engine import Engine
 from pipelines.manifest import ManifestError
@@ -172,6 +176,74 @@ def test_resumed_loader_yields_the_same_samples(data, workers):
     _, rest = loader(state, n=12)
     assert head + [s["sample_id"] for s in rest] == reference
     assert len(set(reference)) > 4
+
+
+@pytest.mark.parametrize(
+    ("mixture", "image_size", "workers"),
+    [("demo_action", None, 0), ("demo_action", None, 2), ("demo_pose", (160, 90), 0), ("demo_pose", (160, 90), 2)],
+)
+def test_batches_made_in_workers_equal_the_per_sample_loader(data, mixture, image_size, workers):
+    """MixtureBatches (images decoded into reused shared buffers, poses only for rows over the token
+    budget, small arrays by value) yields exactly the batches of DataLoader + BudgetCollate over the
+    per-sample stream. Every batch is HELD while the workers go on (more than MAX_BUFFERS of them):
+    a worker that reused a buffer the main process still holds would corrupt an earlier batch."""
+    _, mixtures = data
+    batch_size, budget = 4, 16  # most rows lose poses (DROID rows are 14-64 tokens, a pose 10)
+    per_worker = batch_size * (MAX_BUFFERS + 3) + 2  # a last, shorter batch too
+
+    def dataset():
+        return MixtureDataset(mixtures[mixture], image_size=image_size, chunk=8, num_samples=per_worker)
+
+    book = dataset().codebook
+    reference = list(DataLoader(dataset(), batch_size=batch_size, num_workers=workers,
+                                collate_fn=BudgetCollate(budget, book)))
+    batches = list(MixtureBatches(dataset(), batch_size, budget=budget).loader(num_workers=workers))
+    assert len(batches) == len(reference) == max(workers, 1) * (MAX_BUFFERS + 4)
+    for ours, theirs in zip(batches, reference, strict=True):
+        assert ours.keys() == theirs.keys()
+        for key, value in theirs.items():
+            if isinstance(value, torch.Tensor):
+                assert isinstance(ours[key], torch.Tensor) and ours[key].dtype == value.dtype, key
+                assert torch.equal(ours[key], value), key
+            else:
+                assert ours[key] == value, key
+    counts = Counter()
+    for batch in batches:
+        counts.update(batch["token_budget"])
+    assert counts["tokens/rows_over_budget"] > 0
+
+
+def test_worker_buffers_are_reused_only_after_release():
+    """A leased buffer arrives (pickled as a DataLoader worker sends it) as a plain tensor; the worker
+    hands the buffer out again only once every view of that tensor is gone, and past MAX_BUFFERS
+    held buffers it hands out unpooled memory."""
+    import gc
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    from model.worker_transfer import Lease, SharedBuffers
+
+    def send(lease):  # what the main process receives from a worker
+        return pickle.loads(ForkingPickler.dumps(lease))
+
+    buffers = SharedBuffers(max_buffers=2)
+    first, lease = buffers.take((2, 3))
+    first[:] = 7
+    received = send(lease)
+    assert type(received) is torch.Tensor and received.tolist() == [[7] * 3] * 2
+    view = received[1]  # a view keeps the buffer held after the batch tensor is dropped
+    del received, lease
+    gc.collect()
+    second, lease2 = buffers.take((2, 3))
+    assert isinstance(lease2, Lease) and not np.shares_memory(first, second)
+    third, unpooled = buffers.take((2, 3))  # both held: fresh memory, not a lease
+    assert not isinstance(unpooled, Lease)
+    assert not np.shares_memory(third, first) and not np.shares_memory(third, second)
+    assert view.tolist() == [7] * 3
+    del view
+    gc.collect()
+    again, lease3 = buffers.take((2, 3))
+    assert isinstance(lease3, Lease) and np.shares_memory(again, first)
 
 
 def test_samples_group_views_and_chunk_actions(data):
