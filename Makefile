@@ -48,13 +48,14 @@ convert: setup
 	$(BIN)/python -m pipelines.convert --dataset $(DATASET) --out $(OUT) \
 	  $(if $(SOURCE),--source $(SOURCE)) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
 
-# Benchmarks against the read floor and the peers (~4 minutes on 2 cores): out/bench/bench.{json,md}.
+# Benchmarks against the read floor and the peers (~7 minutes on 2 cores): out/bench/bench.{json,md}.
 bench: setup
 	$(BIN)/python -m pipelines.bench --out $(OUT)/bench $(ARGS)
 
 # Training demo on generated samples (CPU, 2 cores): data, stage 1, evaluation, the Pose-VLA ablation
 # (the tables of docs/training.md). DROID-format pick episodes: the target object is somewhere else in
-# every episode; 20 % of the episodes (by stable hash) are held out of stages 2 and 3 alike.
+# every episode; 20 % of the episodes (by stable hash) are held out of stages 2 and 3 alike. The samples
+# are generated side by side (one process each, seeded: the same files as one after the other).
 DEMO      ?= out/train
 DEMO_DATA := "omni3d_sunrgbd 120 3" "bop_ycbv 120 3" "objectron 120 3" "droid 40 100" "lerobot_demo 8 80" "egodex 6 45"
 DEMO_VAL  := demo_pose:0.1 demo_trajectory:0.2 demo_action:0.2
@@ -64,8 +65,10 @@ ACTION_STEPS ?= 300
 SEEDS ?= 0 1 2 3
 
 demo-data: setup
+	@pids=""; for spec in $(DEMO_DATA); do set -- $$spec; \
+	  $(BIN)/python -m pipelines.make_sample --dataset $$1 --out $(DEMO)/src/$$1 --episodes $$2 --steps $$3 & \
+	  pids="$$pids $$!"; done; for pid in $$pids; do wait $$pid || exit 1; done
 	@for spec in $(DEMO_DATA); do set -- $$spec; \
-	  $(BIN)/python -m pipelines.make_sample --dataset $$1 --out $(DEMO)/src/$$1 --episodes $$2 --steps $$3 && \
 	  $(BIN)/python -m pipelines.convert --dataset $$1 --source $(DEMO)/src/$$1 --out $(DEMO) --quiet --no-preview \
 	  || exit 1; done
 	@for spec in $(DEMO_VAL); do m=$${spec%%:*}; \

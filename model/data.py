@@ -530,19 +530,14 @@ def require(batch: dict, key: str) -> torch.Tensor:
     raise LoaderError(f"the batch has no {key}: some of its samples' datasets ({datasets}) have none")
 
 
-def shared_views(samples: list[dict], view: int = 0) -> slice:
-    """The views a batch keeps: all when every sample has the same number, else only ``view``
-    (mixtures of 1- and 3-camera sources)."""
-    return slice(None) if len({len(s["views"]) for s in samples}) == 1 else slice(view, view + 1)
-
-
 def collate(samples: list[dict], view: int = 0) -> dict:
     """Batch samples: images ``(B, V, H, W, 3)`` uint8 and ``K`` ``(B, V, 3, 3)`` (equal sizes needed:
     set ``image_size``; when samples have different view counts, only view ``view``, V = 1), the
     tokens of view ``view`` padded with 0 (``pad``) plus a mask, and actions / action_mask, state
     and previous_action stacked when every sample has them with one shape (else left out; see
     :func:`require`). Raises :class:`LoaderError` for images of different sizes."""
-    views = shared_views(samples, view)
+    # all views when every sample has the same ones; else only ``view`` (mixtures of 1- and 3-camera sources)
+    views = slice(None) if len({len(s["views"]) for s in samples}) == 1 else slice(view, view + 1)
     images = [[im.shape for im in s["images"][views]] for s in samples]
     if len({shape for shapes in images for shape in shapes}) > 1:
         sizes = sorted({f"{s['dataset']} {w}x{h}" for s, shapes in zip(samples, images, strict=True)
