@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from model.data import Draw, MixtureDataset, collate, collate_fields
-from model.token_budget import COUNTERS, fit_sample
+from model.token_budget import fit_samples
 from model.worker_transfer import ByValue, Lease, SharedBuffers
 
 
@@ -53,29 +53,22 @@ class MixtureBatches(IterableDataset):
             yield self.batch([ds.locate(worker, total, i) for i in range(index, index + count)], buffers, in_worker)
             index += count
 
-    def batch(self, draws: list[Draw], buffers: SharedBuffers | None = None, in_worker: bool = False) -> dict:
-        """The collated batch of ``draws``, its images in a buffer of ``buffers`` when given (reused
-        once released, in this process or, ``in_worker``, in the main one it is sent to)."""
+    def batch(self, draws: list[Draw], buffers: SharedBuffers, in_worker: bool) -> dict:
+        """The collated batch of ``draws``, its images in a buffer of ``buffers`` (reused once
+        released, in this process or, ``in_worker``, in the main one it is sent to)."""
         ds = self.dataset
         samples = [ds.sample(d, images=False, poses=False) for d in draws]
-        counts = dict.fromkeys(COUNTERS, 0)
         if self.budget is not None:
-            for i, (sample, where) in enumerate(zip(samples, draws, strict=True)):
-                if len(sample["tokens"][0]) > self.budget:
+            for sample, where in zip(samples, draws, strict=True):
+                if len(sample["tokens"][0]) > self.budget:  # the only rows whose poses are needed
                     sample["poses"] = ds.poses(where)
-                samples[i], fitted = fit_sample(sample, self.budget, ds.codebook)
-                for key, value in fitted.items():
-                    counts[key] += value
+            samples, counts = fit_samples(samples, self.budget, ds.codebook)
         layouts = {tuple(ds.image_shapes(d)) for d in draws}
         if len(layouts) == 1 and len(set(next(iter(layouts)))) == 1:  # one view count and size: decode in place
             layout = next(iter(layouts))
             shape = (len(draws), len(layout), *layout[0])
-            if buffers is None:
-                handle = torch.empty(shape, dtype=torch.uint8)
-                images = handle.numpy()
-            else:
-                images, handle = buffers.take(shape)
-                handle = handle if in_worker or not isinstance(handle, Lease) else handle.here()
+            images, handle = buffers.take(shape)
+            handle = handle if in_worker or not isinstance(handle, Lease) else handle.here()
             for where, out in zip(draws, images, strict=True):
                 ds.decode_images(where, out)
             batch = {"images": handle, **collate_fields(samples, slice(None))}
